@@ -1,0 +1,1 @@
+"""Control plane: the local broker, topics, the engine supervisor and the CLI."""

@@ -1,0 +1,74 @@
+"""`mailgate topics create`: make every topic of the map, idempotently, and
+publish the shipped Avro schemas to the schemas topic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import NewTopic
+
+from core.kafka import make_admin, make_producer, max_record_bytes
+from core.settings import Settings
+from schemas import default_codec
+from schemas.topics import TOPICS, TopicNames, TopicSpec
+
+
+@dataclass
+class TopicResult:
+    name: str
+    partitions: int
+    compacted: bool
+    status: str  # created | exists
+
+
+def topic_config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
+    config = {"max.message.bytes": str(max_record_bytes(settings) if spec.carries_mail else 1048588)}
+    if spec.compacted:
+        config |= {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
+    if settings.kafka.replication_factor > 1:
+        config["min.insync.replicas"] = str(min(2, settings.kafka.replication_factor))
+    return config
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[TopicResult]:
+    names = TopicNames(settings.kafka.topic_prefix)
+    admin = make_admin(settings)
+    existing = admin.list_topics(timeout=timeout).topics
+    results: list[TopicResult] = []
+    wanted: list[tuple[TopicSpec, NewTopic]] = []
+    for spec in TOPICS:
+        name = names(spec.name)
+        partitions = spec.partitions or settings.kafka.partitions
+        if name in existing:
+            results.append(TopicResult(name, len(existing[name].partitions), spec.compacted, "exists"))
+            continue
+        new = NewTopic(name, num_partitions=partitions, replication_factor=settings.kafka.replication_factor,
+                       config=topic_config(spec, settings))
+        wanted.append((spec, new))
+    if wanted:
+        futures = admin.create_topics([n for _, n in wanted], operation_timeout=timeout, request_timeout=timeout)
+        for spec, new in wanted:
+            try:
+                futures[new.topic].result()
+                status = "created"
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+                status = "exists"
+            results.append(TopicResult(new.topic, new.num_partitions, spec.compacted, status))
+    publish_schemas(settings)
+    return results
+
+
+def publish_schemas(settings: Settings) -> int:
+    """Write every shipped writer schema to the compacted schemas topic (key: fingerprint hex)."""
+    topic = TopicNames(settings.kafka.topic_prefix).schemas
+    producer = make_producer(settings, "schemas")
+    known = default_codec().known_schemas()
+    for fp, text in known.items():
+        producer.produce(topic, key=fp.hex().encode(), value=text.encode())
+    left = producer.flush(30)
+    if left:
+        raise RuntimeError(f"{left} schema records not acknowledged by {settings.bootstrap_servers}")
+    return len(known)

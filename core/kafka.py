@@ -1,0 +1,150 @@
+"""The Kafka client factory: every producer, consumer and admin client of mailgate
+is made here, with our defaults (acks=all, idempotence, batching, compression).
+
+No stage builds its own client; tests and tools get theirs here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+
+from core.settings import Settings
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class KafkaUnavailable(Exception):
+    """Kafka did not take a record (broker down, timeout, fatal producer error).
+
+    Keeps the broker's error so that logs and replies can name it.
+    """
+
+    def __init__(self, error: KafkaError | None, what: str) -> None:
+        self.error = error
+        self.code = error.code() if error is not None else None
+        reason = error.str() if error is not None else "no answer"
+        super().__init__(f"{what}: {reason}")
+
+
+def base_config(settings: Settings, client_id: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": f"mailgate-{client_id}@{settings.node}",
+        **settings.kafka.extra,
+    }
+
+
+def max_record_bytes(settings: Settings) -> int:
+    """Largest record a mail topic must carry: the biggest mail, uncompressible, plus envelope."""
+    return int(settings.smtp_server.max_message_size * 1.05) + 64 * 1024
+
+
+def producer_config(settings: Settings, client_id: str, **overrides: Any) -> dict[str, Any]:
+    timeout_ms = int(settings.kafka.produce_timeout_s * 1000)
+    return {
+        **base_config(settings, client_id),
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": settings.kafka.linger_ms,
+        "compression.type": settings.kafka.compression,
+        "message.max.bytes": max_record_bytes(settings),
+        # A record not acknowledged by then fails, so an SMTP accept can answer 451.
+        "message.timeout.ms": timeout_ms,
+        "request.timeout.ms": min(timeout_ms, 30000),
+        **overrides,
+    }
+
+
+def make_producer(settings: Settings, client_id: str, **overrides: Any) -> Producer:
+    return Producer(producer_config(settings, client_id, **overrides))
+
+
+def make_consumer(settings: Settings, group: str, client_id: str, **overrides: Any) -> Consumer:
+    return Consumer(
+        {
+            **base_config(settings, client_id),
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "fetch.max.bytes": max(max_record_bytes(settings), 52428800),
+            "max.partition.fetch.bytes": max_record_bytes(settings),
+            **overrides,
+        }
+    )
+
+
+def make_admin(settings: Settings, **overrides: Any) -> AdminClient:
+    return AdminClient({**base_config(settings, "admin"), **overrides})
+
+
+def faust_broker_url(settings: Settings) -> str:
+    return ";".join(f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(","))
+
+
+class AsyncProducer:
+    """A confluent-kafka producer whose sends are awaitable.
+
+    ``await send(...)`` returns only when the broker acknowledged the record
+    (acks=all), or raises ``KafkaUnavailable``. Records are batched by librdkafka;
+    a background thread serves delivery reports, so many sends may be in flight.
+    """
+
+    def __init__(self, settings: Settings, client_id: str, **overrides: Any) -> None:
+        self._producer = make_producer(settings, client_id, error_cb=self._on_error, **overrides)
+        self._timeout = settings.kafka.produce_timeout_s
+        self._closing = threading.Event()
+        self._fatal: KafkaError | None = None
+        self._poller = threading.Thread(target=self._poll_loop, name=f"kafka-poll-{client_id}", daemon=True)
+        self._poller.start()
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err
+
+    def _poll_loop(self) -> None:
+        while not self._closing.is_set():
+            self._producer.poll(0.05)
+
+    async def send(self, topic: str, key: bytes | str, value: bytes, headers: Headers = ()) -> Message:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Message] = loop.create_future()
+
+        def report(err: KafkaError | None, msg: Message) -> None:
+            loop.call_soon_threadsafe(_settle, done, err, msg, topic)
+
+        if self._fatal is not None:
+            raise KafkaUnavailable(self._fatal, f"producer for {topic} is broken")
+        try:
+            self._producer.produce(topic, value=value, key=key, headers=list(headers), on_delivery=report)
+        except BufferError as exc:
+            raise KafkaUnavailable(None, f"local queue for {topic} is full") from exc
+        except KafkaException as exc:
+            raise KafkaUnavailable(exc.args[0], f"cannot produce to {topic}") from exc
+        # librdkafka fails the record itself after message.timeout.ms; this is a backstop.
+        return await asyncio.wait_for(done, self._timeout + 5)
+
+    def flush(self, timeout: float = 10.0) -> int:
+        return self._producer.flush(timeout)
+
+    def close(self, timeout: float = 10.0) -> int:
+        left = self._producer.flush(timeout)
+        self._closing.set()
+        self._poller.join(timeout=1)
+        return left
+
+
+def _settle(done: asyncio.Future[Message], err: KafkaError | None, msg: Message, topic: str) -> None:
+    if done.done():
+        return
+    if err is not None:
+        done.set_exception(KafkaUnavailable(err, f"record for {topic} not acknowledged"))
+    else:
+        done.set_result(msg)

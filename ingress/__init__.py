@@ -1,0 +1,1 @@
+"""Ingress: protocol in, one event out (smtp-server, pop3(s)-proxy, maildepot-connector)."""

@@ -1,0 +1,1 @@
+"""smtp-server: the ESMTP listener that accepts mail into mail.in."""

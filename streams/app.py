@@ -1,0 +1,37 @@
+"""Builds the Faust App for one stream stage from settings, and nothing else.
+
+Run a stage with `mailgate service message-validation` (control/cli.py), which
+calls ``build_app`` and starts a worker with the stage's agents.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from core.kafka import faust_broker_url
+from core.settings import Settings
+from schemas.topics import TopicNames
+
+
+def build_app(settings: Settings, stage: str) -> faust.App:
+    names = TopicNames(settings.kafka.topic_prefix)
+    data_dir = settings.home / "streams" / names.group(stage)
+    return faust.App(
+        names.group(stage),  # the consumer group, and the prefix of Faust's internal topics
+        broker=faust_broker_url(settings),
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        topic_allow_declare=False,  # topics are made by `mailgate topics create`
+        topic_disable_leader=True,
+        store="memory://",
+        web_enabled=False,
+        producer_acks=-1,
+        producer_max_request_size=int(settings.smtp_server.max_message_size * 1.05) + 65536,
+        consumer_max_fetch_size=int(settings.smtp_server.max_message_size * 1.05) + 65536,
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        datadir=str(data_dir),
+        autodiscover=False,
+    )
