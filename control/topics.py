@@ -72,3 +72,29 @@ def publish_schemas(settings: Settings) -> int:
     if left:
         raise RuntimeError(f"{left} schema records not acknowledged by {settings.bootstrap_servers}")
     return len(known)
+
+
+def topic_sizes(settings: Settings, timeout: float = 10.0) -> dict[str, tuple[int, int]]:
+    """Topic → (partitions, records held): 0 partitions when the topic is missing."""
+    from confluent_kafka import TopicPartition
+
+    from core.kafka import make_consumer
+
+    names = TopicNames(settings.kafka.topic_prefix)
+    consumer = make_consumer(settings, group=names.group("inspector"), client_id="inspector")
+    try:
+        meta = consumer.list_topics(timeout=timeout).topics
+        sizes: dict[str, tuple[int, int]] = {}
+        for spec in TOPICS:
+            name = names(spec.name)
+            if name not in meta:
+                sizes[name] = (0, 0)
+                continue
+            total = 0
+            for p in meta[name].partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=timeout)
+                total += high - low
+            sizes[name] = (len(meta[name].partitions), total)
+        return sizes
+    finally:
+        consumer.close()

@@ -14,10 +14,17 @@ def setup_logging(level: str = "info", fmt: str = "console", service: str | None
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.processors.LogfmtRenderer(key_order=["timestamp", "level", "service", "event", "mail_id"])
+        else structlog.processors.LogfmtRenderer(key_order=["timestamp", "level", "service", "event", "mail_id"],
+                                                   drop_missing=True)
     )
+    def add_service(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+        if service:  # a process-wide fact: threads without our contextvars get it too
+            event.setdefault("service", service)
+        return event
+
     processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_service,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
@@ -29,8 +36,6 @@ def setup_logging(level: str = "info", fmt: str = "console", service: str | None
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    if service:
-        structlog.contextvars.bind_contextvars(service=service)
     # Libraries that use stdlib logging (faust, aiokafka) go to stderr at WARNING.
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -16,6 +16,7 @@ from schemas.topics import TopicNames
 def build_app(settings: Settings, stage: str) -> faust.App:
     names = TopicNames(settings.kafka.topic_prefix)
     data_dir = settings.home / "streams" / names.group(stage)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     return faust.App(
         names.group(stage),  # the consumer group, and the prefix of Faust's internal topics
         broker=faust_broker_url(settings),

@@ -6,9 +6,9 @@ import faust
 
 from core.logging import get_logger
 from schemas import Codec, DecodeError
-from schemas.ids import new_mail_id
+from schemas.quarantine import unreadable_record
 from streams.topics import StreamTopics
-from streams.validation.routing import Route, decide, undecodable
+from streams.validation.routing import Route, decide
 
 log = get_logger("message-validation")
 
@@ -33,9 +33,10 @@ def register(app: faust.App, topics: StreamTopics, codec: Codec, node: str) -> N
             try:
                 mail = codec.decode(raw, expect="MailReceived").record
             except DecodeError as exc:
-                mail_id = header(event, "mail-id") or (event.key or b"").decode(errors="replace") or new_mail_id()
-                log.warning("quarantined unreadable record", mail_id=mail_id, reason=str(exc))
-                await send(undecodable(mail_id, raw or b"", str(exc), node))
+                mail_id = header(event, "mail-id") or (event.key or b"").decode(errors="replace") or None
+                record = unreadable_record(mail_id, raw or b"", str(exc), node, "message-validation")
+                log.warning("quarantined unreadable record", mail_id=record["mail_id"], reason=str(exc))
+                await send(Route("quarantine", record["mail_id"].encode(), record))
                 continue
             routes = decide(mail, node)
             for route in routes:

@@ -61,11 +61,3 @@ def decide(mail: dict[str, Any], node: str, now_ms: int | None = None) -> list[R
         for domain, rcpts in split_by_domain(mail["rcpt_to"]).items()
     ]
 
-
-def undecodable(mail_id: str, raw_record: bytes, reason: str, node: str, now_ms: int | None = None) -> Route:
-    """A record that is not a readable MailReceived: kept whole in quarantine, with the reason."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    mail = {"mail_id": mail_id, "event_time": now_ms, "mail_from": "", "size": len(raw_record),
-            "client_address": None, "message": {"compression": "NONE", "data": raw_record}}
-    return Route("quarantine", mail_id.encode(),
-                 routed(mail, "quarantine", [f"unreadable event: {reason}"], node, None, [], now_ms))

@@ -1,0 +1,34 @@
+"""Entry point of message-validation: `mailgate service message-validation`.
+
+A Faust worker (consumer group ``mailgate.message-validation``) running the
+``validate`` agent on mail.in.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from core.settings import Settings
+from schemas import default_codec
+from streams.app import build_app
+from streams.topics import StreamTopics
+from streams.validation.agents import register
+
+STAGE = "message-validation"
+FAUST_LOGLEVEL = {"debug": "debug", "info": "info", "warning": "warn", "warn": "warn", "error": "error"}
+
+
+def build(settings: Settings) -> faust.App:
+    app = build_app(settings, STAGE)
+    register(app, StreamTopics(app, settings.kafka.topic_prefix), default_codec(), settings.node)
+    return app
+
+
+def run(settings: Settings) -> None:
+    """Runs the worker until SIGINT/SIGTERM (Faust's worker installs the handlers)."""
+    app = build(settings)
+    loglevel = FAUST_LOGLEVEL.get(settings.log_level.lower(), "warn")
+    # Faust's own INFO lines are chatty; our agent logs through structlog at log_level.
+    worker = faust.Worker(app, loglevel="warn" if loglevel == "info" else loglevel, quiet=True,
+                          override_logging=False, redirect_stdouts=False)
+    worker.execute_from_commandline()
