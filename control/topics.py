@@ -34,7 +34,7 @@ def topic_config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[TopicResult]:
     names = TopicNames(settings.kafka.topic_prefix)
     admin = make_admin(settings)
-    existing = admin.list_topics(timeout=timeout).topics
+    existing = admin.list_topics(timeout=min(timeout, 10.0)).topics  # a dead broker: fail fast
     results: list[TopicResult] = []
     wanted: list[tuple[TopicSpec, NewTopic]] = []
     for spec in TOPICS:

@@ -197,6 +197,7 @@ class LocalBroker:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         self.pid_file.write_text(str(proc.pid))
+        self._proc = proc  # kept so that stop() reaps it when this process started it
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -239,6 +240,10 @@ class LocalBroker:
             while _alive(pid):
                 time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.pid == pid:
+            proc.wait(timeout=5)
+            self._proc = None
         # A restart appends to the same log: forget the old "started" line.
         if self.log_file.exists():
             self.log_file.rename(self.log_file.with_suffix(".log.1"))

@@ -1,0 +1,82 @@
+"""A whole gateway node, started the way an administrator does: `mailgate up`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from core.settings import KafkaSettings, Settings, SmtpClientSettings, SmtpServerSettings
+from tests.support.ports import free_port, wait_listening
+
+
+class Gateway:
+    """`mailgate up` against a given broker, on free ports, with its own topic prefix."""
+
+    def __init__(self, bootstrap: str, home: Path, smarthost: str, **env: str) -> None:
+        self.prefix = f"t{uuid.uuid4().hex[:8]}."
+        self.smtp_port = free_port()
+        self.home = home
+        self.log_path = home / "gateway.log"
+        outside = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
+        self.env = {
+            **outside,
+            "MAILGATE_HOME": str(home),
+            "MAILGATE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "MAILGATE_KAFKA__TOPIC_PREFIX": self.prefix,
+            "MAILGATE_KAFKA__PARTITIONS": "3",
+            "MAILGATE_SMTP_SERVER__PORT": str(self.smtp_port),
+            "MAILGATE_SMTP_SERVER__DOMAINS": "example.com,example.org",
+            "MAILGATE_SMTP_CLIENT__SMARTHOST": smarthost,
+            "MAILGATE_SMTP_CLIENT__RETRY_INITIAL_S": "0.5",
+            "MAILGATE_SMTP_CLIENT__RETRY_MAX_S": "2",
+            "MAILGATE_LOG_LEVEL": "info",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def settings(self) -> Settings:
+        """The same settings the gateway's processes read (for the test's own clients)."""
+        return Settings(
+            home=self.home,
+            kafka=KafkaSettings(bootstrap_servers=self.env["MAILGATE_KAFKA__BOOTSTRAP_SERVERS"],
+                                topic_prefix=self.prefix, partitions=3),
+            smtp_server=SmtpServerSettings(port=self.smtp_port, domains=["example.com", "example.org"]),
+            smtp_client=SmtpClientSettings(smarthost=self.env["MAILGATE_SMTP_CLIENT__SMARTHOST"]),
+        )
+
+    def start(self) -> Gateway:
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "control.cli", "up"], env=self.env, cwd=self.home,
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        try:
+            wait_listening("127.0.0.1", self.smtp_port, timeout=60)
+        except TimeoutError:
+            self.stop()
+            raise AssertionError(f"gateway did not come up:\n{self.log()}") from None
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"`mailgate up` did not stop within 40 s of Ctrl-C:\n{self.log()}") from None
+
+    def __enter__(self) -> Gateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
