@@ -1,0 +1,57 @@
+"""Settings from the environment and from a TOML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from core.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("MAILGATE_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_use_the_local_broker() -> None:
+    s = Settings()
+    assert s.uses_local_broker and s.bootstrap_servers == "127.0.0.1:9092"
+    assert s.smtp_server.port == 2525 and s.smtp_server.domains == ["example.com"]
+
+
+def test_environment_sets_an_external_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILGATE_KAFKA__BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
+    monkeypatch.setenv("MAILGATE_SMTP_SERVER__DOMAINS", "Example.com, example.org")
+    monkeypatch.setenv("MAILGATE_SMTP_CLIENT__SMARTHOST", "[::1]:2600")
+    s = Settings()
+    assert not s.uses_local_broker and s.bootstrap_servers == "k1:9092,k2:9092"
+    assert s.smtp_server.domains == ["example.com", "example.org"]
+    assert s.smtp_client.smarthost_addr == ("::1", 2600)
+
+
+def test_toml_file_and_env_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "mailgate.toml").write_text('[kafka]\nbootstrap_servers = "file:9092"\npartitions = 12\n'
+                                            '[smtp_server]\ndomains = ["a.test"]\n')
+    monkeypatch.setenv("MAILGATE_KAFKA__PARTITIONS", "3")
+    s = Settings()
+    assert s.bootstrap_servers == "file:9092" and s.kafka.partitions == 3  # env wins over the file
+    assert s.smtp_server.domains == ["a.test"]
+
+
+def test_named_config_file_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MAILGATE_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(FileNotFoundError, match="MAILGATE_CONFIG"):
+        Settings()
+
+
+def test_bad_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILGATE_SMTP_SERVER__MAX_RECIPIENTS", "0")
+    with pytest.raises(ValidationError, match="max_recipients"):
+        Settings()

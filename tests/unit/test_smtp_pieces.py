@@ -1,0 +1,66 @@
+"""Pure pieces of smtp-server and smtp-client: relay verdicts, events, outcomes, ids."""
+
+from __future__ import annotations
+
+from aiosmtpd.smtp import Envelope, Session
+
+from egress.smtp_client.delivery import NextHop, Outcome, Reply
+from egress.smtp_client.events import outcome_events
+from ingress.smtp.events import mail_received
+from ingress.smtp.handler import relay_verdict
+from schemas import default_codec, new_mail_id, unpack_message
+from schemas.ids import mail_id_time_ms
+
+
+def test_relay_only_for_our_domains() -> None:
+    ours = {"example.com"}
+    assert relay_verdict("Alice@EXAMPLE.com", ours) is None
+    assert relay_verdict("alice@example.com.", ours) is None
+    assert relay_verdict("bob@example.net", ours).startswith("550 5.7.1 ")
+    assert relay_verdict("bob@sub.example.com", ours).startswith("550 5.7.1 ")
+    assert relay_verdict("postmaster", ours).startswith("550 5.1.3 ")
+
+
+def test_mail_received_event_carries_the_mail_compressed() -> None:
+    session = Session(loop=None)  # type: ignore[arg-type]
+    session.peer = ("192.0.2.9", 40000)
+    session.host_name = "mx.outside.test"
+    envelope = Envelope()
+    envelope.mail_from = "s@outside.test"
+    envelope.rcpt_tos = ["a@example.com"]
+    envelope.original_content = b"Subject: hi\r\n\r\n" + b"body line\r\n" * 200
+    event = mail_received(envelope, session, "gw1")
+    assert event["client_address"] == "192.0.2.9" and event["client_helo"] == "mx.outside.test"
+    assert event["size"] == len(envelope.original_content)
+    assert event["message"]["compression"] == "ZSTD"
+    assert unpack_message(event["message"]) == envelope.original_content
+    default_codec().encode("MailReceived", event)  # it fits the schema
+
+
+def test_outcome_events_per_recipient_group() -> None:
+    hop = NextHop("127.0.0.1", 2526, "gw", 5)
+    routed = {"mail_id": "01ID", "destination": "example.com"}
+    outcome = Outcome(accepted=["a@example.com"], accepted_reply=Reply(250, "2.0.0 Ok"),
+                      failed={"b@example.com": Reply(550, "5.1.1 no such user"),
+                              "c@example.com": Reply(451, "4.3.0 try later"),
+                              "d@example.com": Reply(451, "4.3.0 try later")})
+    events = outcome_events(routed, outcome, hop, attempt=2, node="gw1", now_ms=9)
+    kinds = [(t, r["rcpt_to"], r.get("permanent")) for t, r in events]
+    assert kinds == [("MailDelivered", ["a@example.com"], None),
+                     ("DeliveryFailed", ["b@example.com"], True),
+                     ("DeliveryFailed", ["c@example.com", "d@example.com"], False)]
+    for event_type, record in events:
+        default_codec().encode(event_type, record)
+    assert outcome.temporary == ["c@example.com", "d@example.com"] and outcome.permanent == ["b@example.com"]
+
+
+def test_a_dropped_connection_is_temporary() -> None:
+    assert not Reply(None, "ConnectionResetError").permanent
+    assert Reply(554, "5.7.1 rejected").permanent
+
+
+def test_mail_ids_sort_by_time_and_are_unique() -> None:
+    a, b = new_mail_id(1_000_000), new_mail_id(2_000_000)
+    assert len(a) == 26 and a < b
+    assert mail_id_time_ms(a) == 1_000_000
+    assert len({new_mail_id() for _ in range(10000)}) == 10000
