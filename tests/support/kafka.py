@@ -38,20 +38,30 @@ def local_broker(data_dir: Path) -> LocalBroker:
 
 
 def docker_engine_problem() -> str | None:
-    """None when a Docker engine answers, else why not."""
-    import docker
+    """None when a Docker engine answers GET /_ping, else why not."""
+    import socket
+    from urllib.parse import urlparse
 
-    client = None
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    url = urlparse(host)
     try:
-        # An explicit API version: the client then makes no call (and leaks no socket) before ping.
-        client = docker.DockerClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
-                                     version="1.41", timeout=3)
-        client.ping()
-    except Exception as exc:  # no socket, permission, client without engine
-        return f"no Docker engine answers ({type(exc).__name__}: {exc}); the container backend needs one"
-    finally:
-        if client is not None:
-            client.close()
+        if url.scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(3)
+            try:
+                sock.connect(url.path)
+            except OSError:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((url.hostname or "localhost", url.port or 2375), timeout=3)
+        with sock:
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            answer = sock.recv(64)
+    except OSError as exc:
+        return f"no Docker engine answers at {host} ({exc}); the container backend needs one"
+    if b" 200 " not in answer:
+        return f"the Docker engine at {host} did not answer /_ping with 200: {answer!r}"
     return None
 
 
