@@ -92,3 +92,33 @@ def test_container_backend_produces_and_consumes() -> None:
         msg = consumer.poll(30)
         assert msg is not None and msg.value() == b"v"
         consumer.close()
+
+
+def test_a_newer_writer_schema_is_found_in_the_schemas_topic(broker: Broker) -> None:
+    """An old reader resolves a record written with a schema it does not ship (schemas/README.md)."""
+    import json
+
+    import avro.schema
+    from confluent_kafka import Producer
+
+    from schemas import Codec
+    from schemas.codec import SCHEMA_DIR, fingerprint
+    from schemas.registry import codec_for
+
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers,
+                                            topic_prefix=f"t{uuid.uuid4().hex[:8]}."))
+    ensure_topics(settings)
+    newer = json.loads((SCHEMA_DIR / "MailDelivered.avsc").read_text())
+    newer["fields"].append({"name": "tls", "type": ["null", "string"], "default": None})
+    schema = avro.schema.parse(json.dumps(newer))
+    # what `mailgate topics create` of the newer release would publish
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    producer.produce(settings.kafka.topic_prefix + "schemas", key=fingerprint(schema).hex().encode(),
+                     value=schema.canonical_form.encode())
+    assert producer.flush(10) == 0
+    record = {"mail_id": "01ID", "event_time": 1, "node": "new", "destination": "example.com",
+              "rcpt_to": ["a@example.com"], "next_hop": "mx:25", "reply_code": 250, "reply_text": "ok",
+              "attempt": 1, "tls": "TLSv1.3"}
+    data = Codec([schema]).encode("MailDelivered", record)
+    decoded = codec_for(settings).decode(data, expect="MailDelivered").record
+    assert decoded == {k: v for k, v in record.items() if k != "tls"}
