@@ -78,5 +78,8 @@ class Gateway:
     def __enter__(self) -> Gateway:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        code = self.stop()
+        if exc_type is None:
+            assert code == 0, f"`mailgate up` exited with {code} after Ctrl-C:\n{self.log()}"
+
