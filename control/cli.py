@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -23,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from control.broker.local import BrokerError, LocalBroker
+from control.services import SERVICES
 from core.logging import setup_logging
 from core.settings import Settings
 
@@ -62,35 +62,6 @@ def unreachable(settings: Settings, exc: Exception) -> NoReturn:
 
 # -- services -----------------------------------------------------------------
 
-def _run_smtp_server(settings: Settings) -> None:
-    from ingress.smtp.server import serve
-    _run_async(serve(settings))
-
-
-def _run_validation(settings: Settings) -> None:
-    from streams.validation.service import run
-    run(settings)
-
-
-def _run_smtp_client(settings: Settings) -> None:
-    from egress.smtp_client.service import serve
-    _run_async(serve(settings))
-
-
-def _run_async(coro: object) -> None:
-    import uvloop
-
-    uvloop.run(coro)  # type: ignore[arg-type]
-
-
-SERVICES: dict[str, tuple[Callable[[Settings], None], Callable[[Settings], str]]] = {
-    "smtp-server": (_run_smtp_server,
-                    lambda s: f"smtp://{s.smtp_server.host}:{s.smtp_server.port} → mail.in"),
-    "message-validation": (_run_validation, lambda s: "mail.in → mail.out | mail.quarantine"),
-    "smtp-client": (_run_smtp_client, lambda s: f"mail.out → smtp://{s.smtp_client.smarthost}"),
-}
-
-
 @app.command()
 def service(name: Annotated[str, typer.Argument(help=f"one of: {', '.join(SERVICES)}")]) -> None:
     """Run one service in the foreground (the engine runs each like this)."""
@@ -99,7 +70,7 @@ def service(name: Annotated[str, typer.Argument(help=f"one of: {', '.join(SERVIC
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format, service=name)
     try:
-        SERVICES[name][0](settings)
+        SERVICES[name].run(settings)
     except KafkaException as exc:
         unreachable(settings, exc)
     except OSError as exc:
@@ -152,7 +123,7 @@ def up(
         table.add_column("service")
         table.add_column("listens / consumes")
         table.add_row("kafka", settings.bootstrap_servers + (" (local)" if broker else " (external)"))
-        specs = [ServiceSpec(name, where(settings)) for name, (_, where) in SERVICES.items()]
+        specs = [ServiceSpec(name, svc.listens(settings)) for name, svc in SERVICES.items()]
         for spec in specs:
             table.add_row(spec.name, spec.listens)
         out.print(table)
