@@ -1,0 +1,100 @@
+"""Compacted topics read as tables: every node reads the whole topic (no consumer
+group), first up to its end, then follows it. Used for state every node shares
+(writer schemas, spam patterns, POP3 UIDLs, greylisting triplets)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from core.kafka import make_consumer
+from core.settings import Settings
+
+OnRecord = Callable[[bytes, bytes | None], None]  # key, value (None: a tombstone)
+
+
+def _assign_all(consumer: Consumer, topic: str, timeout: float) -> dict[int, int]:
+    """Assign every partition from its start; returns partition → end offset (now)."""
+    meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if meta is None or meta.error is not None:
+        raise LookupError(f"topic {topic} does not exist: run `mailgate topics create`")
+    parts = [TopicPartition(topic, p, 0) for p in meta.partitions]
+    ends = {p.partition: consumer.get_watermark_offsets(p, timeout=timeout)[1] for p in parts}
+    low = {p.partition: consumer.get_watermark_offsets(p, timeout=timeout)[0] for p in parts}
+    consumer.assign([TopicPartition(topic, p, low[p]) for p in ends])
+    return {p: end for p, end in ends.items() if end > low[p]}
+
+
+def load_table(settings: Settings, topic: str, timeout: float = 10.0) -> dict[bytes, bytes]:
+    """The current content of a compacted topic: key → latest value (tombstones removed)."""
+    table: dict[bytes, bytes] = {}
+
+    def apply(key: bytes, value: bytes | None) -> None:
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+
+    consumer = make_consumer(settings, group=f"{topic}.table-reader", client_id="table-reader")
+    try:
+        pending = _assign_all(consumer, topic, timeout)
+        while pending:
+            msg = consumer.poll(timeout)
+            if msg is None:
+                raise TimeoutError(f"{topic}: not read to its end within {timeout:.0f}s")
+            if msg.error() is not None:
+                continue
+            if msg.key() is not None:
+                apply(msg.key(), msg.value())
+            if msg.offset() + 1 >= pending.get(msg.partition(), 0):
+                pending.pop(msg.partition(), None)
+    finally:
+        consumer.close()
+    return table
+
+
+class TableFollower:
+    """Follows a compacted topic in a thread, calling ``on_record`` for each record.
+
+    ``caught_up`` is set once everything that was in the topic at start has been applied.
+    """
+
+    def __init__(self, settings: Settings, topic: str, on_record: OnRecord, name: str = "table") -> None:
+        self._consumer = make_consumer(settings, group=f"{topic}.follower", client_id=f"{name}-follower")
+        self._topic = topic
+        self._on_record = on_record
+        self._stop = threading.Event()
+        self.caught_up = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"follow-{topic}", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> TableFollower:
+        self._thread.start()
+        if not self.caught_up.wait(timeout):
+            raise TimeoutError(f"{self._topic}: could not read the table within {timeout:.0f}s")
+        return self
+
+    def _run(self) -> None:
+        pending = _assign_all(self._consumer, self._topic, 10.0)
+        if not pending:
+            self.caught_up.set()
+        while not self._stop.is_set():
+            msg = self._consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    continue
+                continue
+            if msg.key() is not None:
+                self._on_record(msg.key(), msg.value())
+            if pending and msg.offset() + 1 >= pending.get(msg.partition(), 0):
+                pending.pop(msg.partition(), None)
+                if not pending:
+                    self.caught_up.set()
+        self._consumer.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
