@@ -148,7 +148,8 @@ class LocalBroker:
             return False
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = [self._java(), "-cp", f"{self.libs_dir}/*", "kafka.tools.StorageTool", "format",
-               "-t", cluster_id, "-c", str(self._props_file)]
+               f"--cluster-id={cluster_id}",  # "=": an id may begin with "-"
+               "--config", str(self._props_file)]
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if run.returncode != 0:
             raise BrokerError(f"formatting {self._log_dirs} failed: {(run.stdout + run.stderr)[-2000:]}")
