@@ -5,9 +5,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# command:package — Debian packages the gateway, its tests and benchmarks start for real
-TOOLS := java:openjdk-17-jre-headless mvn:maven kcat:kcat swaks:swaks smtp-source:postfix \
-         clamd:clamav-daemon dovecot:dovecot-pop3d spamassassin:spamassassin
+# Debian packages the gateway, its tests and benchmarks start for real
+PACKAGES := openjdk-17-jre-headless maven kcat swaks postfix clamav-daemon clamdscan clamav-testfiles \
+            dovecot-pop3d spamassassin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: up test setup tools clean
@@ -26,8 +26,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 tools:
-	@missing=""; for pair in $(TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
-	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
+	@missing=""; for pkg in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "ok installed" || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \

@@ -4,6 +4,9 @@
     mailgate kafka start|stop|status # the local single-node KRaft broker
     mailgate topics create|list      # the queues
     mailgate service smtp-server     # run one service in the foreground
+    mailgate services list|start|stop|restart|pause|resume   # through control-server (gRPC)
+    mailgate queue list|show|release|delete|report            # the quarantine queues
+    mailgate config get|set|reset                             # configuration changes, as events
     mailgate sink                    # an SMTP sink to deliver to while trying things out
 """
 
@@ -13,7 +16,7 @@ import asyncio
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from confluent_kafka import KafkaException
@@ -22,9 +25,13 @@ from rich.console import Console
 from rich.table import Table
 
 from control.broker.local import BrokerError, LocalBroker
+from control.cli_control import register as register_control_commands
 from control.services import SERVICES
 from core.logging import setup_logging
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from control.engine import ServiceSpec
 
 app = typer.Typer(help="mailgate: an email security gateway on Apache Kafka.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -32,6 +39,7 @@ kafka_app = typer.Typer(help="The local single-node Kafka broker (KRaft).", no_a
 topics_app = typer.Typer(help="The topics (queues) of the gateway.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
+register_control_commands(app)
 
 out = Console()
 err = Console(stderr=True)
@@ -103,7 +111,7 @@ def up(
 ) -> None:
     """Start the local broker (unless an external cluster is set), create the topics, and run
     every service of this node until Ctrl-C."""
-    from control.engine import Engine, ServiceSpec
+    from control.engine import Engine
 
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format, service="engine")
@@ -123,20 +131,34 @@ def up(
         table.add_column("service")
         table.add_column("listens / consumes")
         table.add_row("kafka", settings.bootstrap_servers + (" (local)" if broker else " (external)"))
-        specs = [ServiceSpec(name, svc.listens(settings)) for name, svc in SERVICES.items()]
+        specs = [_spec(settings, i, name) for i, name in enumerate(SERVICES)]
         for spec in specs:
-            table.add_row(spec.name, spec.listens)
+            table.add_row(spec.name, spec.listens + ("" if spec.auto_start else " (off until an administrator "
+                                                                                 "starts it)"))
         out.print(table)
         host, port = settings.smtp_client.smarthost_addr
         if not _listening(host, port):
             out.print(f"[yellow]note:[/] nothing answers on the smarthost {host}:{port} yet; mail waits in "
                       f"mail.out until it does (try `mailgate sink` in another terminal).")
         out.print("Ctrl-C stops the gateway.")
-        Engine(specs).run()
+        Engine(specs, settings=settings).run()
     finally:
         if broker is not None and started_broker and stop_broker:
             broker.stop()
             out.print("local Kafka stopped")
+
+
+def _spec(settings: Settings, index: int, name: str) -> ServiceSpec:
+    from control.engine import ServiceSpec
+
+    svc = SERVICES[name]
+    env = {}
+    listens = svc.listens(settings)
+    if settings.control.metrics_port_base:
+        port = settings.control.metrics_port_base + index
+        env["MAILGATE_CONTROL__METRICS_PORT"] = str(port)
+        listens += f", /metrics :{port}"
+    return ServiceSpec(name, listens, auto_start=svc.auto_start, restart_after_stop=svc.grace_restart, env=env)
 
 
 def _start_broker(broker: LocalBroker) -> None:
@@ -245,6 +267,33 @@ def sink(
         asyncio.run(run_sink(host, port, lambda m: out.print(m, highlight=False, soft_wrap=True), maildir))
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc}")
+
+
+@app.command()
+def report(
+    label: Annotated[str, typer.Argument(help="spam or ham")],
+    files: Annotated[list[Path], typer.Argument(help="mails (RFC 5322 files, e.g. .eml) to report")],
+    reporter: Annotated[str, typer.Option(help="who says so")] = "admin",
+    role: Annotated[str, typer.Option(help="admin or user (a user does not overrule an administrator)")] = "admin",
+) -> None:
+    """Report mails as spam or ham: the spam filter learns from them on every node within seconds."""
+    from control.reports import LABELS, publish_report
+
+    if label not in LABELS:
+        fail(f"label {label!r}: say `mailgate report spam FILE...` or `mailgate report ham FILE...`")
+    if role not in ("admin", "user"):
+        fail(f"--role {role!r}: admin or user")
+    settings = load_settings()
+    for path in files:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            fail(f"cannot read {path}: {exc.strerror}")
+        try:
+            mail_id = publish_report(settings, raw, label, reporter, role)
+        except ConnectionError as exc:
+            unreachable(settings, exc)
+        out.print(f"reported {path} as {label} (report {mail_id})", highlight=False)
 
 
 def main() -> None:

@@ -8,12 +8,13 @@ never reads ``os.environ`` itself.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -21,6 +22,13 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
+
+# Stage settings are declared next to their stage (plain pydantic models) and composed here.
+from streams.spam.settings import SpamSettings  # noqa: E402
+from streams.validation.settings import ValidationFilterSettings  # noqa: E402
 
 CONFIG_ENV = "MAILGATE_CONFIG"
 DEFAULT_CONFIG_FILE = "mailgate.toml"
@@ -64,13 +72,147 @@ class LocalBrokerSettings(BaseModel):
     data_dir: Path | None = Field(default=None, description="Default: <home>/kafka")
 
 
-class SmtpServerSettings(BaseModel):
+class _SmtpListSplitter(BaseModel):
+    """Base of the smtp-server setting groups: comma-separated strings become lists."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _split_commas(cls, v: Any, info: Any) -> Any:
+        field = cls.model_fields.get(info.field_name)
+        if isinstance(v, str) and field is not None and "list[" in str(field.annotation):
+            return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+
+class SmtpTlsSettings(_SmtpListSplitter):
+    """STARTTLS and the implicit-TLS port. Without a certificate a self-signed one is made."""
+
+    starttls: bool = Field(default=True, description="Offer STARTTLS on the plain port.")
+    port: int | None = Field(default=None, ge=1, le=65535, description="Implicit-TLS port (e.g. 465); unset: none.")
+    cert_file: Path | None = Field(default=None, description="PEM certificate chain; unset: self-signed in <home>/tls.")
+    key_file: Path | None = Field(default=None, description="PEM private key of cert_file.")
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+
+
+class SmtpAuthSettings(_SmtpListSplitter):
+    """AUTH PLAIN/LOGIN for submission clients, offered only over TLS and only when users are set."""
+
+    users: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict,
+        description='"user=secret,..." where secret is a password or "pbkdf2_sha256$iter$salt_hex$hash_hex".',
+    )
+
+    @field_validator("users", mode="before")
+    @classmethod
+    def _pairs(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            pairs = [p.split("=", 1) for p in v.split(",") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError('expected "user=secret" pairs separated by commas')
+            return {k.strip(): s.strip() for k, s in pairs}
+        return v
+
+
+class SmtpLimitSettings(_SmtpListSplitter):
+    """What one client may do: sizes, counts, time. Counts are per listener process."""
+
+    max_line_length: int = Field(default=4096, ge=1000, description="Octets per line incl. CRLF; longer: 500 and close.")
+    max_commands: int = Field(default=1000, ge=10, description="Commands per session; then 421 and close.")
+    max_errors: int = Field(default=20, ge=1, description="4xx/5xx replies per session; then 421 and close.")
+    max_connections: int = Field(default=1000, ge=1, description="Concurrent connections of the node.")
+    max_connections_per_ip: int = Field(default=50, ge=1, description="Concurrent connections per client IP.")
+    idle_timeout_s: float = Field(default=300.0, gt=0, description="Silence from the client before 421 and close.")
+
+
+class RelayFilterSettings(_SmtpListSplitter):
+    """Relay control: mail for our domains only, unless the client is trusted or authenticated."""
+
+    trusted_networks: Annotated[list[str], NoDecode] = Field(default_factory=list, description="CIDRs allowed to relay anywhere.")
+    relay_authenticated: bool = Field(default=True, description="Authenticated clients may relay.")
+
+
+class ListFilterSettings(_SmtpListSplitter):
+    """Allow/deny lists. Entries: "user@domain" (one user) or "domain" (every user of it)."""
+
+    client_allow: Annotated[list[str], NoDecode] = Field(default_factory=list, description="CIDRs that skip the DNS and greylist checks.")
+    client_deny: Annotated[list[str], NoDecode] = Field(default_factory=list, description="CIDRs refused (554 5.7.1).")
+    sender_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    sender_deny: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    recipient_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    recipient_deny: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+
+class RateLimitSettings(_SmtpListSplitter):
+    """Messages per window per client IP and per sender (0: no limit); over it: 450 4.7.1."""
+
+    per_client: int = Field(default=0, ge=0)
+    per_sender: int = Field(default=0, ge=0)
+    window_s: float = Field(default=60.0, gt=0)
+
+
+class RecipientFilterSettings(_SmtpListSplitter):
+    """Recipient verification: a static list, or an SMTP callout to the internal server, cached."""
+
+    addresses: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description='Valid recipients ("user@domain", "@domain" for all). A domain without entries is not checked.',
+    )
+    callout: str | None = Field(default=None, description="host:port asked with RCPT TO for the rest; unset: off.")
+    callout_timeout_s: float = Field(default=10.0, gt=0)
+    cache_valid_s: float = Field(default=3600.0, ge=0)
+    cache_invalid_s: float = Field(default=600.0, ge=0)
+
+
+class HeloFilterSettings(_SmtpListSplitter):
+    """HELO/EHLO sanity: a syntactically valid name or address literal, not ours."""
+
+    enabled: bool = True
+    require_fqdn: bool = Field(default=False, description="The name must have a dot (or be an address literal).")
+
+
+class DnsCheckSettings(_SmtpListSplitter):
+    """Client checks that ask the DNS: reverse DNS, DNSBLs, SPF."""
+
+    rdns: Literal["off", "present", "confirmed"] = Field(
+        default="off", description="present: a PTR; confirmed: a PTR whose name resolves back to the client."
+    )
+    dnsbl_zones: Annotated[list[str], NoDecode] = Field(default_factory=list, description="e.g. zen.spamhaus.org; empty: off.")
+    spf: Literal["off", "record", "enforce"] = Field(
+        default="off", description="record: carried to phase 2; enforce: also reject fail, tempfail temperror."
+    )
+
+
+class GreylistSettings(_SmtpListSplitter):
+    """Greylisting of (client /24, sender, recipient); state in the compacted topic smtp.greylist."""
+
+    enabled: bool = False
+    delay_s: float = Field(default=300.0, ge=0, description="How long a new triplet is refused.")
+    retry_window_s: float = Field(default=4 * 3600.0, gt=0, description="A retry must come within this.")
+    expiry_s: float = Field(default=36 * 86400.0, gt=0, description="A passed triplet is forgotten after this.")
+
+
+class SmtpServerSettings(_SmtpListSplitter):
+    """smtp-server: where it listens, what it offers, its limits and its phase-1 filters."""
+
     host: str = "127.0.0.1"
     port: int = 2525
     hostname: str = "mailgate.localdomain"
     domains: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["example.com"])
     max_message_size: int = Field(default=25 * 1024 * 1024, ge=1024)
     max_recipients: int = Field(default=100, ge=1)
+    listeners: int = Field(default=1, ge=1, le=64, description="Processes sharing the port (SO_REUSEPORT).")
+    tls: SmtpTlsSettings = Field(default_factory=SmtpTlsSettings)
+    auth: SmtpAuthSettings = Field(default_factory=SmtpAuthSettings)
+    limits: SmtpLimitSettings = Field(default_factory=SmtpLimitSettings)
+    relay: RelayFilterSettings = Field(default_factory=RelayFilterSettings)
+    lists: ListFilterSettings = Field(default_factory=ListFilterSettings)
+    rate: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    recipients: RecipientFilterSettings = Field(default_factory=RecipientFilterSettings)
+    helo: HeloFilterSettings = Field(default_factory=HeloFilterSettings)
+    checks: DnsCheckSettings = Field(default_factory=DnsCheckSettings)
+    greylist: GreylistSettings = Field(default_factory=GreylistSettings)
+    dns: DnsSettings = Field(default_factory=lambda: DnsSettings(),
+                             description="The resolver of the DNS checks (MAILGATE_SMTP_SERVER__DNS__NAMESERVERS).")
 
     @field_validator("domains", mode="before")
     @classmethod
@@ -80,17 +222,124 @@ class SmtpServerSettings(BaseModel):
         return [d.lower() for d in v]
 
 
+def _split_list(v: Any) -> Any:
+    if isinstance(v, str):
+        return [x.strip() for x in v.split(",") if x.strip()]
+    return v
+
+
+def _split_map(v: Any) -> Any:
+    """"a.test=x,b.test=y" (or JSON, or a TOML table) → {"a.test": "x", "b.test": "y"}."""
+    if isinstance(v, str):
+        v = v.strip()
+        if v.startswith("{"):
+            return json.loads(v)
+        pairs = [p.split("=", 1) for p in v.split(",") if p.strip()]
+        bad = [p[0] for p in pairs if len(p) != 2]
+        if bad:
+            raise ValueError(f"expected domain=value pairs separated by commas, got {bad[0]!r}")
+        return {k.strip().lower(): val.strip() for k, val in pairs}
+    return {str(k).lower(): val for k, val in v.items()}
+
+
+def parse_hostport(value: str, default_port: int) -> tuple[str, int]:
+    """ "host:port", "[v6addr]:port" or "host" → (host, port)."""
+    value = value.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        return host, int(rest.lstrip(":") or default_port)
+    host, sep, port = value.rpartition(":")
+    if not sep or ":" in host:
+        return value, default_port
+    return host, int(port or default_port)
+
+
+class DnsSettings(BaseModel):
+    """Which DNS servers a service asks (MX lookups; rDNS, DNSBL, SPF)."""
+
+    nameservers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated addresses; empty: those of /etc/resolv.conf."
+    )
+    port: int = Field(default=53, ge=1, le=65535)
+    timeout_s: float = Field(default=5.0, gt=0, description="Lifetime of one lookup, all servers and retries.")
+
+    @field_validator("nameservers", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        return _split_list(v)
+
+    def resolver(self) -> dns.asyncresolver.Resolver:
+        """An asyncio resolver with these servers (no cache: answers are as fresh as the DNS)."""
+        import dns.asyncresolver
+
+        if self.nameservers:
+            res = dns.asyncresolver.Resolver(configure=False)
+            res.nameservers = list(self.nameservers)
+        else:
+            res = dns.asyncresolver.Resolver()
+        res.port = self.port
+        res.lifetime = self.timeout_s
+        res.timeout = min(self.timeout_s, 2.0)
+        return res
+
+
+TlsPolicy = Literal["none", "may", "required"]
+
+
 class SmtpClientSettings(BaseModel):
-    smarthost: str = Field(default="127.0.0.1:2526", description="host:port of the next hop.")
-    timeout_s: float = Field(default=30.0, gt=0)
-    retry_initial_s: float = Field(default=1.0, gt=0)
-    retry_max_s: float = Field(default=60.0, gt=0)
-    concurrency: int = Field(default=20, ge=1)
+    """smtp-client: routing, TLS, connection limits, retries and bounces."""
+
+    smarthost: str = Field(
+        default="127.0.0.1:2526",
+        description="host:port for every domain the transport map does not name; empty: deliver by MX.",
+    )
+    transport: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description='Per-domain next hop: "example.com=10.0.0.5:25,example.org=mx" ("mx": look up MX).',
+    )
+    mx_port: int = Field(default=25, ge=1, le=65535, description="Port of hosts found by MX/A lookup.")
+    dns: DnsSettings = Field(default_factory=DnsSettings)
+    timeout_s: float = Field(default=30.0, gt=0, description="Per SMTP command and for connecting.")
+    concurrency: int = Field(default=20, ge=1, description="Records being delivered at once.")
+    destination_concurrency: int = Field(default=10, ge=1, description="Connections at once per next hop.")
+    connection_reuse: int = Field(default=100, ge=1, description="Mails per connection before QUIT.")
+    connection_idle_s: float = Field(default=5.0, ge=0, description="How long an idle connection is kept.")
+    tls: TlsPolicy = Field(default="may", description="TLS for domains tls_policy does not name.")
+    tls_policy: Annotated[dict[str, TlsPolicy], NoDecode] = Field(
+        default_factory=dict, description='Per-domain TLS: "bank.example=required,old.example=none".'
+    )
+    tls_ca_file: Path | None = Field(default=None, description="CA bundle for required TLS; unset: system CAs.")
+    retry_delays_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [60.0, 600.0, 3600.0],
+        description="Wait before attempts 2, 3 and 4+ (one retry topic each: mail.retry.1, .2, .3).",
+    )
+    max_queue_lifetime_s: float = Field(
+        default=5 * 86400.0, gt=0, description="Since the mail was received; then it bounces."
+    )
+
+    @field_validator("retry_delays_s", mode="before")
+    @classmethod
+    def _split_lists(cls, v: Any) -> Any:
+        return _split_list(v)
+
+    @field_validator("transport", "tls_policy", mode="before")
+    @classmethod
+    def _split_maps(cls, v: Any) -> Any:
+        return _split_map(v)
+
+    @field_validator("retry_delays_s")
+    @classmethod
+    def _three_delays(cls, v: list[float]) -> list[float]:
+        if len(v) != 3 or any(d <= 0 for d in v):
+            raise ValueError("give 3 positive delays in seconds, one per retry topic, e.g. 60,600,3600")
+        return v
 
     @property
     def smarthost_addr(self) -> tuple[str, int]:
-        host, _, port = self.smarthost.rpartition(":")
-        return (host or self.smarthost).strip("[]"), int(port or 25)
+        return parse_hostport(self.smarthost, 25)
+
+    def tls_for(self, domain: str) -> TlsPolicy:
+        return self.tls_policy.get(domain.lower(), self.tls)
 
 
 class Settings(BaseSettings):
@@ -106,6 +355,9 @@ class Settings(BaseSettings):
     broker: LocalBrokerSettings = Field(default_factory=LocalBrokerSettings)
     smtp_server: SmtpServerSettings = Field(default_factory=SmtpServerSettings)
     smtp_client: SmtpClientSettings = Field(default_factory=SmtpClientSettings)
+    validation: ValidationFilterSettings = Field(default_factory=ValidationFilterSettings)
+    spam: SpamSettings = Field(default_factory=SpamSettings)
+    control: ControlSettings = Field(default_factory=lambda: ControlSettings())
 
     @classmethod
     def settings_customise_sources(
@@ -137,3 +389,50 @@ class Settings(BaseSettings):
     @cached_property
     def broker_data_dir(self) -> Path:
         return self.broker.data_dir or self.home / "kafka"
+
+
+class ControlSettings(BaseModel):
+    """control-server (gRPC), the engine's control of this node's services, remote support, /metrics."""
+
+    host: str = Field(default="127.0.0.1", description="Where control-server listens (and the CLI connects).")
+    port: int = Field(default=50051, ge=1, le=65535)
+    tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict,
+        description='Who may call: "admin:NAME=TOKEN,user:ADDRESS=TOKEN,..." (a user sees the mail of ADDRESS only).',
+    )
+    token: SecretStr | None = Field(default=None, description="The token the CLI sends (also --token).")
+    tls_cert_file: Path | None = Field(default=None, description="PEM chain: control-server speaks TLS; unset: plain.")
+    tls_key_file: Path | None = Field(default=None, description="PEM key of tls_cert_file.")
+    tls_ca_file: Path | None = Field(default=None, description="CA the CLI trusts; set: the CLI uses TLS.")
+    timeout_s: float = Field(default=10.0, gt=0, description="How long the CLI waits for control-server.")
+    status_interval_s: float = Field(default=5.0, gt=0, description="How often an engine reports its services.")
+    grace_restart_s: float = Field(
+        default=300.0, ge=0,
+        description="A stopped spam-filter, maildepot-archiver or maildepot-connector starts again after this.",
+    )
+    remote_support_port: int = Field(default=50052, ge=1, le=65535, description="Loopback port of remote-support.")
+    remote_support_max_s: float = Field(default=8 * 3600.0, gt=0, description="Longest time remote support may run.")
+    metrics_port_base: int = Field(
+        default=9400, ge=0, le=65535,
+        description="The engine gives the n-th service /metrics on base+n (registry order); 0: no /metrics.",
+    )
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, description="Set by the engine: this process's /metrics port.")
+    run_until_ms: int | None = Field(default=None, description="Set by the engine: a service started until then.")
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _pairs(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            pairs = [p.split("=", 1) for p in v.split(",") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError('expected "role:name=token" pairs separated by commas')
+            v = {k.strip(): t.strip() for k, t in pairs}
+        for who in v:
+            role, _, name = str(who).partition(":")
+            if role not in ("admin", "user") or not name:
+                raise ValueError(f'{who!r}: name a token "admin:NAME" or "user:ADDRESS"')
+        return v
+
+
+Settings.model_rebuild()  # the control field names ControlSettings, declared after Settings

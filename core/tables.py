@@ -5,26 +5,47 @@ group), first up to its end, then follows it. Used for state every node shares
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from core.kafka import make_consumer
+from core.logging import get_logger
 from core.settings import Settings
+
+log = get_logger("tables")
 
 OnRecord = Callable[[bytes, bytes | None], None]  # key, value (None: a tombstone)
 
 
 def _assign_all(consumer: Consumer, topic: str, timeout: float) -> dict[int, int]:
-    """Assign every partition from its start; returns partition → end offset (now)."""
+    """Assign every partition from its start; returns partition → end offset (now).
+
+    A topic created a moment ago may not have its leaders yet: those errors are waited out.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _assign_all_once(consumer, topic, timeout)
+        except KafkaException as exc:
+            if not exc.args[0].retriable() and exc.args[0].code() not in _NOT_READY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+_NOT_READY = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION}
+
+
+def _assign_all_once(consumer: Consumer, topic: str, timeout: float) -> dict[int, int]:
     meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
     if meta is None or meta.error is not None:
         raise LookupError(f"topic {topic} does not exist: run `mailgate topics create`")
-    parts = [TopicPartition(topic, p, 0) for p in meta.partitions]
-    ends = {p.partition: consumer.get_watermark_offsets(p, timeout=timeout)[1] for p in parts}
-    low = {p.partition: consumer.get_watermark_offsets(p, timeout=timeout)[0] for p in parts}
-    consumer.assign([TopicPartition(topic, p, low[p]) for p in ends])
-    return {p: end for p, end in ends.items() if end > low[p]}
+    watermarks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                  for p in meta.partitions}
+    consumer.assign([TopicPartition(topic, p, low) for p, (low, _high) in watermarks.items()])
+    return {p: high for p, (low, high) in watermarks.items() if high > low}
 
 
 def load_table(settings: Settings, topic: str, timeout: float = 10.0) -> dict[bytes, bytes]:
@@ -67,15 +88,31 @@ class TableFollower:
         self._on_record = on_record
         self._stop = threading.Event()
         self.caught_up = threading.Event()
+        self.error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name=f"follow-{topic}", daemon=True)
 
     def start(self, timeout: float = 30.0) -> TableFollower:
         self._thread.start()
-        if not self.caught_up.wait(timeout):
+        deadline = time.monotonic() + timeout
+        while not self.caught_up.wait(0.1):
+            if self.error is not None:
+                raise RuntimeError(f"{self._topic}: cannot read the table: {self.error}") from self.error
+            if time.monotonic() > deadline:
+                break
+        if not self.caught_up.is_set():
             raise TimeoutError(f"{self._topic}: could not read the table within {timeout:.0f}s")
         return self
 
     def _run(self) -> None:
+        try:
+            self._follow()
+        except Exception as exc:
+            self.error = exc
+            log.exception("table follower stopped", topic=self._topic)
+        finally:
+            self._consumer.close()
+
+    def _follow(self) -> None:
         pending = _assign_all(self._consumer, self._topic, 10.0)
         if not pending:
             self.caught_up.set()
@@ -85,15 +122,17 @@ class TableFollower:
                 continue
             if msg.error() is not None:
                 if msg.error().code() != KafkaError._PARTITION_EOF:
-                    continue
+                    log.warning("table consumer error", topic=self._topic, error=msg.error().str())
                 continue
             if msg.key() is not None:
-                self._on_record(msg.key(), msg.value())
+                try:
+                    self._on_record(msg.key(), msg.value())
+                except Exception:  # one bad record must not stop the table (or hide the rest)
+                    log.exception("table record not applied", topic=self._topic, offset=msg.offset())
             if pending and msg.offset() + 1 >= pending.get(msg.partition(), 0):
                 pending.pop(msg.partition(), None)
                 if not pending:
                     self.caught_up.set()
-        self._consumer.close()
 
     def stop(self) -> None:
         self._stop.set()

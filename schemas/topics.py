@@ -26,6 +26,13 @@ CONTROL_DESIRED = "control.desired"
 CONTROL_STATUS = "control.status"
 CONFIG = "config"
 SCHEMAS = "schemas"
+MAIL_RETRY_1 = "mail.retry.1"
+MAIL_RETRY_2 = "mail.retry.2"
+MAIL_RETRY_3 = "mail.retry.3"
+MAIL_RETRY = (MAIL_RETRY_1, MAIL_RETRY_2, MAIL_RETRY_3)  # smtp_client.retry_delays_s gives their delays
+DELIVERY_LOG = "mail.delivery.log"
+SMTP_REJECTED = "smtp.rejected"
+SMTP_GREYLIST = "smtp.greylist"
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,14 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(CONTROL_STATUS, "what each service instance reports", compacted=True, carries_mail=False, partitions=1),
     TopicSpec(CONFIG, "configuration changes, with who made them", compacted=True, carries_mail=False, partitions=1),
     TopicSpec(SCHEMAS, "Avro writer schemas by fingerprint", compacted=True, carries_mail=False, partitions=1),
+    TopicSpec(MAIL_RETRY_1, "deferred mail (MailRouted, remaining recipients), 1st wait (default 1 min)"),
+    TopicSpec(MAIL_RETRY_2, "deferred mail, 2nd wait (default 10 min)"),
+    TopicSpec(MAIL_RETRY_3, "deferred mail, 3rd and later waits (default 1 h)"),
+    TopicSpec(DELIVERY_LOG, "recipients finished per mail_id/destination (DeliveryLog)", compacted=True,
+              carries_mail=False),
+    TopicSpec(SMTP_REJECTED, "SMTP transactions refused in phase 1 (SmtpRejected), without the body",
+              carries_mail=False),
+    TopicSpec(SMTP_GREYLIST, "greylisting triplets shared by every node", compacted=True, carries_mail=False),
 )
 
 

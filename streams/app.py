@@ -36,3 +36,14 @@ def build_app(settings: Settings, stage: str) -> faust.App:
         datadir=str(data_dir),
         autodiscover=False,
     )
+
+
+FAUST_LOGLEVEL = {"debug": "debug", "info": "warn", "warning": "warn", "warn": "warn", "error": "error"}
+
+
+def run_worker(app: faust.App, settings: Settings) -> None:
+    """Runs a stage's worker until SIGINT/SIGTERM (Faust's worker installs the handlers).
+    Faust's own INFO lines are chatty; our agents log through structlog at log_level."""
+    worker = faust.Worker(app, loglevel=FAUST_LOGLEVEL.get(settings.log_level.lower(), "warn"), quiet=True,
+                          override_logging=False, redirect_stdouts=False)
+    worker.execute_from_commandline()

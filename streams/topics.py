@@ -16,6 +16,9 @@ class StreamTopics:
             return app.topic(names(name), key_type=bytes, value_type=bytes, internal=False)
 
         self.mail_in = topic(t.MAIL_IN)
+        self.mail_scored = topic(t.MAIL_SCORED)
+        self.spam_reports = topic(t.SPAM_REPORTS)
+        self.spam_patterns = topic(t.SPAM_PATTERNS)
         self.mail_out = topic(t.MAIL_OUT)
         self.mail_quarantine = topic(t.MAIL_QUARANTINE)
         self.by_queue = {

@@ -57,6 +57,10 @@ class OffsetTracker:
         with self._lock:
             return sum(len(p.pending) for p in self._parts.values())
 
+    def in_flight_on(self, tps: set[TP]) -> int:
+        with self._lock:
+            return sum(len(p.pending) for tp, p in self._parts.items() if tp in tps)
+
     def committable(self, only: set[TP] | None = None) -> dict[TP, int]:
         """Commit points that moved since the last ``committed()`` call."""
         out: dict[TP, int] = {}

@@ -1,15 +1,24 @@
 """Entry point of smtp-client: `mailgate service smtp-client`.
 
-Consumes mail.out (consumer group ``mailgate.smtp-client``), delivers each mail to
-the configured next hop, publishes the outcome to mail.delivery, and commits a
-record's offset only after the next hop answered for every recipient (2xx, or a
-permanent 5xx). Temporary failures are tried again in place with backoff.
+Consumes mail.out and the retry topics mail.retry.1/2/3 (one consumer group,
+``mailgate.smtp-client``) and hands each mail copy to ``handler.Handler``:
+route, deliver, then delivery log, events, retries and bounces. Records are
+handled concurrently (``concurrency``); a record's offset is committed only
+when everything it caused is acknowledged by Kafka (``offsets.OffsetTracker``).
+
+A retry-topic partition whose next record is not due yet is paused and sought
+back to that record, and resumed when it is due (``retry.DueGate``): no sleeping
+while holding the group. ``pause()`` (SIGUSR1) stops consuming and lets what
+runs finish; ``resume()`` (SIGUSR2) goes on from the committed position.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,83 +27,168 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from core.kafka import AsyncProducer, KafkaUnavailable, make_consumer
 from core.logging import get_logger
 from core.settings import Settings
-from egress.smtp_client import delivery
-from egress.smtp_client.events import outcome_events
+from egress.smtp_client.deliverylog import DeliveryLog
+from egress.smtp_client.handler import Handler
 from egress.smtp_client.offsets import TP, OffsetTracker, Ticket
-from schemas import Codec, DecodeError, default_codec, unpack_message
+from egress.smtp_client.pool import Pool
+from egress.smtp_client.retry import DueGate
+from egress.smtp_client.routing import Router
+from schemas import Codec, default_codec, unpack_message
 from schemas.quarantine import unreadable_record
-from schemas.topics import TopicNames
+from schemas.topics import DELIVERY_LOG, MAIL_RETRY, TopicNames
 
 log = get_logger("smtp-client")
 
 SERVICE = "smtp-client"
-POLL_S = 0.2
+POLL_S = 0.1
+NEVER = 1 << 62  # the due time of a record held while the service is paused
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class SmtpClient:
     def __init__(self, settings: Settings, codec: Codec | None = None, stop: asyncio.Event | None = None) -> None:
         self.settings = settings
+        cfg = settings.smtp_client
         self.codec = codec or default_codec()
         self.names = TopicNames(settings.kafka.topic_prefix)
+        self.topics = [self.names.mail_out, *(self.names(t) for t in MAIL_RETRY)]
         self.stop = stop or asyncio.Event()
-        cfg = settings.smtp_client
-        host, port = cfg.smarthost_addr
-        self.hop = delivery.NextHop(host, port, settings.smtp_server.hostname, cfg.timeout_s)
         self.tracker = OffsetTracker()
+        self.gate = DueGate()
+        self.pool = Pool(settings.smtp_server.hostname, cfg.timeout_s, cfg.destination_concurrency,
+                         cfg.connection_reuse, cfg.connection_idle_s, cfg.tls_ca_file)
+        self.router = Router(cfg)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.paused = False
+        self._seeks: list[tuple[TP, int]] = []
+        self._paused_tps: set[TP] = set()
+        self._assignment: set[TP] = set()
+        self._finished: dict[TP, list[tuple[int, str]]] = {}  # copies done, tombstoned once committed
+        self._forget: list[str] = []
+        self._lock = threading.Lock()
         self._kafka = ThreadPoolExecutor(1, thread_name_prefix="smtp-client-consumer")
         self.consumer: Consumer | None = None
         self.producer: AsyncProducer | None = None
+        self.dlog: DeliveryLog | None = None
+        self.handler: Handler | None = None
+
+    def pause(self) -> None:
+        if not self.paused:
+            log.info("paused: nothing more is consumed; deliveries under way finish")
+        self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            log.info("resumed")
+        self.paused = False
 
     # -- the consumer runs in one thread of its own ---------------------------
 
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._kafka, lambda: fn(*args, **kwargs))
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assignment |= {(p.topic, p.partition) for p in partitions}
+        # Whatever the previous owner finished must be known before its records come again.
+        if self.dlog is not None and not self.dlog.wait_caught_up(60.0):
+            log.warning("delivery log not read to its end; a redelivered record may be delivered twice")
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}
+        deadline = time.monotonic() + self.settings.smtp_client.timeout_s
+        while self.tracker.in_flight_on(tps) and not self.stop.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)  # let deliveries finish, so the next owner finds them in the log
         self._commit_sync(consumer, self.tracker.committable(only=tps))
-        self.tracker.revoke(tps)
-        log.info("partitions revoked", partitions=sorted(p for _, p in tps))
+        self._drop(tps)
+        log.info("partitions revoked", partitions=sorted(f"{t}[{p}]" for t, p in tps))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.tracker.revoke({(p.topic, p.partition) for p in partitions})
+        self._drop({(p.topic, p.partition) for p in partitions})
+
+    def _drop(self, tps: set[TP]) -> None:
+        self.tracker.revoke(tps)
+        self.gate.forget(tps)
+        self._paused_tps -= tps
+        self._assignment -= tps
+        with self._lock:
+            for tp in tps:
+                self._finished.pop(tp, None)
 
     def _commit_sync(self, consumer: Consumer, points: dict[TP, int]) -> None:
         if not points:
             return
         try:
             consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in points.items()], asynchronous=False)
-            self.tracker.committed(points)
         except KafkaException as exc:
-            # Not fatal: the records stay uncommitted and may be delivered again (at-least-once).
+            # Not fatal: the records stay uncommitted and may come again (the delivery log skips them).
             log.warning("offset commit failed", error=str(exc.args[0]))
+            return
+        self.tracker.committed(points)
+        with self._lock:
+            for tp, point in points.items():
+                done = self._finished.get(tp)
+                if done:
+                    self._forget += [key for offset, key in done if offset < point]
+                    self._finished[tp] = [(o, k) for o, k in done if o >= point]
+
+    def _steer(self, consumer: Consumer) -> None:
+        """Pause what must wait (not due, paused service, no room), seek held records back, resume the rest."""
+        if not self.paused:
+            self.gate.forget({tp for tp, (_, due) in self.gate.waiting.items() if due >= NEVER})
+            self.gate.release_due(_now_ms())
+        full = self.tracker.in_flight() >= self.settings.smtp_client.concurrency
+        want = set(self.gate.waiting) | (self._assignment if self.paused or full else set())
+        want &= self._assignment
+        if want - self._paused_tps:
+            consumer.pause([TopicPartition(t, p) for t, p in want - self._paused_tps])
+            self._paused_tps |= want
+        for (t, p), offset in self._seeks:
+            if (t, p) in self._assignment:
+                consumer.seek(TopicPartition(t, p, offset))
+        self._seeks.clear()
+        if self._paused_tps - want:
+            consumer.resume([TopicPartition(t, p) for t, p in self._paused_tps - want])
+            self._paused_tps &= want
 
     # -- main loop ------------------------------------------------------------
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
-        cfg = self.settings.smtp_client
         self.producer = AsyncProducer(self.settings, SERVICE)
+        self.dlog = DeliveryLog(self.settings, self.codec, self.names(DELIVERY_LOG))
+        await asyncio.to_thread(self.dlog.start)
+        self.handler = Handler(self.settings, self.names, self.router, self.pool, self.dlog, self._publish,
+                               self._durably)
         self.consumer = make_consumer(self.settings, self.names.group(SERVICE), SERVICE)
-        await self._call(self.consumer.subscribe, [self.names.mail_out],
+        await self._call(self.consumer.subscribe, self.topics, on_assign=self._on_assign,
                          on_revoke=self._on_revoke, on_lost=self._on_lost)
-        log.info("consuming", topic=self.names.mail_out, next_hop=self.hop.name, kafka=self.settings.bootstrap_servers)
+        log.info("consuming", topics=self.topics, kafka=self.settings.bootstrap_servers,
+                 smarthost=self.settings.smtp_client.smarthost or None, log_entries=len(self.dlog))
         if ready is not None:
             ready.set()
-        paused = False
+        housekeeping = time.monotonic()
         try:
             while not self.stop.is_set():
-                room = cfg.concurrency - self.tracker.in_flight()
-                if (room <= 0) != paused:
-                    paused = room <= 0
-                    assignment = await self._call(self.consumer.assignment)
-                    await self._call(self.consumer.pause if paused else self.consumer.resume, assignment)
+                await self._call(self._steer, self.consumer)
+                room = self.settings.smtp_client.concurrency - self.tracker.in_flight()
                 messages = await self._call(self.consumer.consume, max(room, 1), POLL_S)
                 for msg in messages:
                     self._dispatch(msg)
                 await self._call(self._commit_sync, self.consumer, self.tracker.committable())
+                if time.monotonic() - housekeeping > 1.0:
+                    housekeeping = time.monotonic()
+                    self._spawn(self._housekeeping())
         finally:
             await self._shutdown()
+
+    async def _housekeeping(self) -> None:
+        with self._lock:
+            forget, self._forget = self._forget, []
+        if forget and self.dlog is not None:
+            await self.dlog.forget(forget)
+        await self.pool.expire()
 
     def _dispatch(self, msg: Message) -> None:
         err = msg.error()
@@ -102,64 +196,77 @@ class SmtpClient:
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error", error=err.str())
             return
-        ticket = self.tracker.started((msg.topic(), msg.partition()), msg.offset())
-        task = asyncio.create_task(self._handle(msg, ticket))
+        tp, offset = (msg.topic(), msg.partition()), msg.offset()
+        if self.gate.holds(tp):
+            return  # fetched before the pause took hold: read again after the seek
+        if self.paused:
+            self._hold(tp, offset, NEVER)
+            return
+        raw = msg.value() or b""
+        try:
+            routed: dict[str, Any] | None = self.codec.decode(raw, expect="MailRouted").record
+        except Exception as exc:  # DecodeError and friends: the poison policy applies
+            routed, problem = None, exc
+        else:
+            problem = None
+            due = routed.get("due_time") if routed else None
+            if due and due > _now_ms():
+                self._hold(tp, offset, due)
+                return
+        ticket = self.tracker.started(tp, offset)
+        self._spawn(self._handle(msg, raw, routed, problem, ticket))
+
+    def _hold(self, tp: TP, offset: int, due_ms: int) -> None:
+        self.gate.hold(tp, offset, due_ms)
+        self._seeks.append((tp, offset))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
+    def _done(self, task: asyncio.Future[None]) -> None:
+        self.tasks.discard(task)  # type: ignore[arg-type]
         if not task.cancelled() and task.exception() is not None:
             # The record stays uncommitted (its partition's commit point waits): loud, not lost.
             log.error("delivery task crashed", exc_info=task.exception())
 
+    async def _handle(self, msg: Message, raw: bytes, routed: dict[str, Any] | None, problem: Exception | None,
+                      ticket: Ticket) -> None:
+        assert self.handler is not None
+        if routed is not None:
+            try:
+                data = unpack_message(routed["message"])
+            except Exception as exc:  # zstd errors: the poison policy applies
+                routed, problem = None, exc
+        if routed is None:
+            await self._quarantine(msg, raw, problem or ValueError("unreadable"))
+        else:
+            key = await self.handler.handle(routed, data)
+            if key is not None:
+                with self._lock:
+                    self._finished.setdefault(ticket.tp, []).append((ticket.offset, key))
+        self.tracker.finished(ticket)
+
     async def _shutdown(self) -> None:
-        if self.tasks:
-            _, pending = await asyncio.wait(self.tasks, timeout=self.settings.smtp_client.timeout_s)
-            for task in pending:  # still retrying: left uncommitted, tried again after restart
+        work = [t for t in self.tasks if not t.done()]
+        if work:
+            _, pending = await asyncio.wait(work, timeout=self.settings.smtp_client.timeout_s)
+            for task in pending:  # left uncommitted: tried again after restart, the log skips what is done
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         if self.consumer is not None:
             await self._call(self._commit_sync, self.consumer, self.tracker.committable())
             await self._call(self.consumer.close)
+        await self.pool.close()
+        if self.dlog is not None:
+            await asyncio.to_thread(self.dlog.close)
         if self.producer is not None:
             await asyncio.to_thread(self.producer.close, 10.0)
         self._kafka.shutdown(wait=False)
         log.info("stopped")
 
-    # -- one record -----------------------------------------------------------
-
-    async def _handle(self, msg: Message, ticket: Ticket) -> None:
-        raw = msg.value() or b""
-        try:
-            routed = self.codec.decode(raw, expect="MailRouted").record
-            data = unpack_message(routed["message"])
-        except Exception as exc:  # DecodeError, zstd errors: the poison policy applies
-            await self._quarantine(msg, raw, exc)
-        else:
-            await self._deliver(routed, data)
-        self.tracker.finished(ticket)
-
-    async def _deliver(self, routed: dict[str, Any], data: bytes) -> None:
-        cfg = self.settings.smtp_client
-        mlog = log.bind(mail_id=routed["mail_id"], destination=routed.get("destination"))
-        recipients = list(routed["rcpt_to"])
-        delay, attempt = cfg.retry_initial_s, 0
-        while recipients:
-            attempt += 1
-            outcome = await delivery.attempt(self.hop, routed["mail_from"], recipients, data)
-            for event_type, record in outcome_events(routed, outcome, self.hop, attempt, self.settings.node):
-                await self._publish(event_type, record)
-            if outcome.accepted:
-                mlog.info("delivered", rcpt=len(outcome.accepted), next_hop=self.hop.name, attempt=attempt)
-            for rcpt in outcome.permanent:
-                mlog.warning("delivery failed permanently", rcpt=rcpt, reply=outcome.failed[rcpt].text)
-            recipients = outcome.temporary
-            if recipients:
-                reply = outcome.failed[recipients[0]]
-                mlog.info("deferred", rcpt=len(recipients), reply=reply.text, retry_in_s=delay, attempt=attempt)
-                await self._sleep(delay)
-                delay = min(delay * 2, cfg.retry_max_s)
+    # -- writing to Kafka -------------------------------------------------------
 
     async def _sleep(self, seconds: float) -> None:
         """Back off, but give up (leaving the record uncommitted) when the service stops."""
@@ -169,22 +276,27 @@ class SmtpClient:
             return
         raise asyncio.CancelledError
 
-    async def _publish(self, event_type: str, record: dict[str, Any], topic: str | None = None,
-                       key: bytes | None = None) -> None:
-        assert self.producer is not None
-        value = self.codec.encode(event_type, record)
-        headers = self.codec.headers(event_type, record["mail_id"])
+    async def _durably(self, what: str, send: Callable[[], Awaitable[None]]) -> None:
         delay = 0.5
-        while True:  # the mail has left already: its event must not be dropped
+        while True:  # the mail has left already (or must wait): its record must not be dropped
             try:
-                await self.producer.send(topic or self.names.mail_delivery, key or record["mail_id"].encode(),
-                                         value, headers)
+                await send()
                 return
             except (KafkaUnavailable, TimeoutError) as exc:
-                log.warning("cannot record event, retrying", mail_id=record["mail_id"], event=event_type,
-                            error=str(exc))
+                log.warning("cannot write to Kafka, retrying", what=what, error=str(exc))
                 await self._sleep(delay)
                 delay = min(delay * 2, 30.0)
+
+    async def _publish(self, event_type: str, record: dict[str, Any], topic: str, key: bytes) -> None:
+        assert self.producer is not None
+        producer = self.producer
+        value = self.codec.encode(event_type, record)
+        headers = self.codec.headers(event_type, record["mail_id"])
+
+        async def send() -> None:
+            await producer.send(topic, key, value, headers)
+
+        await self._durably(f"{event_type} to {topic}", send)
 
     async def _quarantine(self, msg: Message, raw: bytes, exc: Exception) -> None:
         headers = dict(msg.headers() or [])
@@ -192,16 +304,17 @@ class SmtpClient:
         record = unreadable_record(mail_id, raw, f"{type(exc).__name__}: {exc}", self.settings.node, SERVICE)
         log.warning("quarantined unreadable record", mail_id=record["mail_id"], reason=record["reasons"][0],
                     partition=msg.partition(), offset=msg.offset())
-        await self._publish("MailRouted", record, topic=self.names.mail_quarantine,
-                            key=record["mail_id"].encode())
+        await self._publish("MailRouted", record, self.names.mail_quarantine, record["mail_id"].encode())
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
+    client = SmtpClient(settings, stop=stop)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig, action in ((signal.SIGTERM, stop.set), (signal.SIGINT, stop.set),
+                        (signal.SIGUSR1, client.pause), (signal.SIGUSR2, client.resume)):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, action)
         except (NotImplementedError, RuntimeError):
             pass
-    await SmtpClient(settings, stop=stop).run(ready)
+    await client.run(ready)

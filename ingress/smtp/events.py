@@ -1,4 +1,6 @@
-"""Turning an accepted SMTP transaction into a MailReceived event."""
+"""smtp-server: turning a transaction into an event — MailReceived for an accepted
+mail (with the phase-1 verdicts and the SPF result), SmtpRejected for a refused one
+(without any body)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
 
+from ingress.smtp.filters import Client, Transaction
 from schemas import new_mail_id, pack_message
 
 
@@ -21,18 +24,58 @@ def tls_description(session: Session) -> str | None:
     return "TLS"
 
 
+def sender(address: str | None) -> str:
+    """The envelope sender as the events carry it: "" for the null sender <>."""
+    return "" if not address or address == "<>" else address
+
+
+def _peer(session: Session) -> str:
+    return session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+
+
 def mail_received(envelope: Envelope, session: Session, node: str, mail_id: str | None = None) -> dict[str, Any]:
     raw: bytes = envelope.original_content or b""
+    client: Client | None = getattr(session, "client", None)
+    tx: Transaction | None = getattr(envelope, "tx", None)
     return {
         "mail_id": mail_id or new_mail_id(),
         "event_time": int(time.time() * 1000),
         "node": node,
         "origin": "SMTP",
-        "client_address": session.peer[0] if isinstance(session.peer, tuple) else str(session.peer),
+        "client_address": _peer(session),
         "client_helo": session.host_name,
         "tls": tls_description(session),
-        "mail_from": envelope.mail_from or "",
+        "mail_from": sender(envelope.mail_from),
         "rcpt_to": list(envelope.rcpt_tos),
         "size": len(raw),
         "message": pack_message(raw),
+        "verdicts": [v.record() for v in tx.verdicts] if tx is not None else None,
+        "spf": tx.spf[0] if tx is not None and tx.spf else None,
+        "spf_explanation": tx.spf[1] if tx is not None and tx.spf else None,
+        "client_name": client.name if client is not None else None,
+        "authenticated": client.user if client is not None else None,
+    }
+
+
+def smtp_rejected(client: Client, tx: Transaction, node: str, helo: str | None = None) -> dict[str, Any] | None:
+    """The SmtpRejected event of a transaction that was refused, or None if nothing was."""
+    last = next((v for v in reversed(tx.verdicts) if v.refuses), None)
+    if last is None or tx.accepted:
+        return None
+    return {
+        "mail_id": new_mail_id(),
+        "event_time": int(time.time() * 1000),
+        "node": node,
+        "client_address": client.ip or None,
+        "client_name": client.name,
+        "client_helo": helo or client.helo,
+        "tls": client.tls,
+        "authenticated": client.user,
+        "mail_from": sender(tx.mail_from) if tx.started else None,
+        "rcpt_to": list(tx.rcpt_tos),
+        "stage": last.stage.value if last.stage else "CONNECT",
+        "code": last.code,
+        "status": last.status,
+        "reason": last.reason,
+        "verdicts": [v.record() for v in tx.verdicts],
     }

@@ -1,64 +1,119 @@
-"""The SMTP policy hooks (aiosmtpd handler). Hooks are short: they ask plain
-functions for a verdict and turn it into a reply. handle_DATA builds one event
-and hands it to Kafka; it answers 250 only after the broker acknowledged it."""
+"""smtp-server: the policy hooks the protocol engine calls (aiosmtpd's handler shape:
+``handle_MAIL``, ``handle_RCPT``, ``handle_DATA`` return the reply as data). Hooks are
+short: they ask the filter chain for a verdict and turn it into a reply. handle_DATA
+builds one event and hands it to Kafka; it answers 250 only after the broker
+acknowledged it. Refused transactions are recorded as SmtpRejected events (no body)."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import Envelope, Session
 
 from core.kafka import KafkaUnavailable
 from core.logging import get_logger
-from ingress.smtp.events import mail_received
+from ingress.smtp.events import mail_received, sender, smtp_rejected
+from ingress.smtp.filters import Chain, Check, Client, Stage, Transaction, Verdict, reject, tempfail
+from ingress.smtp.filters.relay import RelayControl, relay_verdict
 
 log = get_logger("smtp-server")
+
+__all__ = ["GatewayHandler", "Publisher", "relay_verdict"]
 
 
 class Publisher(Protocol):
     async def publish(self, event: dict[str, Any]) -> None: ...
 
-
-def recipient_domain(address: str) -> str:
-    return address.rpartition("@")[2].strip().rstrip(".").lower()
+    def record_rejection(self, event: dict[str, Any]) -> None: ...
 
 
-def relay_verdict(address: str, domains: set[str]) -> str | None:
-    """None when we accept mail for this recipient, else the 5xx reply."""
-    if "@" not in address:
-        return "550 5.1.3 Recipient address needs a domain"
-    if recipient_domain(address) not in domains:
-        return "550 5.7.1 Relay access denied: this server accepts mail only for its own domains"
-    return None
+def _client(session: Session) -> Client:
+    client: Client = session.client  # type: ignore[attr-defined]  # a GatewaySession
+    return client
+
+
+def _tx(envelope: Envelope) -> Transaction:
+    tx: Transaction = envelope.tx  # type: ignore[attr-defined]  # a GatewayEnvelope
+    return tx
 
 
 class GatewayHandler:
-    def __init__(self, publisher: Publisher, domains: list[str], node: str, max_recipients: int) -> None:
+    def __init__(self, publisher: Publisher, chain: Chain, node: str, max_recipients: int) -> None:
         self.publisher = publisher
-        self.domains = set(domains)
+        self.chain = chain
         self.node = node
         self.max_recipients = max_recipients
+        relay = chain.named("relay")
+        self.relay = relay if isinstance(relay, RelayControl) else None
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    # -- connection events (from GatewaySMTP) ------------------------------------------
+
+    def connection_opened(self, server: Any, session: Session) -> None:
+        client = _client(session)
+        client.trusted = self.relay is not None and self.relay.is_trusted(client.ip)
+
+    def connection_refused(self, ip: str, reason: str) -> None:
+        tx = Transaction(verdicts=[tempfail("limits", 421, "4.7.0", reason).at(Stage.CONNECT, None)])
+        self._record(Client(ip=ip), tx)
+
+    def session_aborted(self, server: Any, session: Session, reply: str) -> None:
+        code, _, rest = reply.partition(" ")
+        status, _, text = rest.partition(" ")
+        make = reject if code.startswith("5") else tempfail
+        if hasattr(server.envelope, "tx"):
+            _tx(server.envelope).verdicts.append(make("limits", int(code), status, text).at(Stage.CONNECT, None))
+
+    def transaction_ended(self, server: Any, session: Session, envelope: Envelope) -> None:
+        self._record(_client(session), _tx(envelope), session.host_name)
+
+    def _record(self, client: Client, tx: Transaction, helo: str | None = None) -> None:
+        event = smtp_rejected(client, tx, self.node, helo)
+        if event is not None:
+            self.publisher.record_rejection(event)
+
+    # -- SMTP hooks ------------------------------------------------------------------------
+
+    async def handle_MAIL(self, server: Any, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        tx = _tx(envelope)
+        tx.mail_from, tx.started = sender(address), True
+        verdict = await self.chain.run(Check(Stage.MAIL, _client(session), tx))
+        if verdict.refuses:
+            return self._refuse(session, verdict, address)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(self, server: Any, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        tx = _tx(envelope)
         if len(envelope.rcpt_tos) >= self.max_recipients:
-            return "452 4.5.3 Too many recipients in this message; send the rest in another"
-        reply = relay_verdict(address, self.domains)
-        if reply is not None:
-            log.info("rcpt rejected", rcpt=address, peer=session.peer, reply=reply)
-            return reply
+            verdict = tempfail("limits", 452, "4.5.3", "Too many recipients in this message; send the rest in another")
+            tx.verdicts.append(verdict.at(Stage.RCPT, address))
+            return verdict.reply
+        verdict = await self.chain.run(Check(Stage.RCPT, _client(session), tx, address))
+        if verdict.refuses:
+            return self._refuse(session, verdict, address)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
+        tx.rcpt_tos.append(address)
         return "250 2.1.5 Ok"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         event = mail_received(envelope, session, self.node)
         mail_id = event["mail_id"]
         try:
             await self.publisher.publish(event)
         except (KafkaUnavailable, TimeoutError) as exc:
             log.warning("not accepted: kafka unavailable", mail_id=mail_id, error=str(exc))
-            return "451 4.3.0 Temporary failure: the mail queue is unavailable, try again later"
-        log.info("accepted", mail_id=mail_id, mail_from=event["mail_from"],
-                 rcpt=len(event["rcpt_to"]), size=event["size"], peer=event["client_address"])
+            verdict = tempfail("queue", 451, "4.3.0", "Temporary failure: the mail queue is unavailable, try again later")
+            _tx(envelope).verdicts.append(verdict.at(Stage.DATA, None))
+            return verdict.reply
+        _tx(envelope).accepted = True
+        log.debug("accepted", mail_id=mail_id, mail_from=event["mail_from"],
+                  rcpt=len(event["rcpt_to"]), size=event["size"], peer=event["client_address"])
         return f"250 2.0.0 Ok: queued as {mail_id}"
+
+    def _refuse(self, session: Session, verdict: Verdict, address: str) -> str:
+        log.info("refused", filter=verdict.filter, reply=verdict.reply, address=address, peer=_client(session).ip)
+        return verdict.reply

@@ -1,55 +1,146 @@
 """Entry point of smtp-server: `mailgate service smtp-server`.
 
-Listens with aiosmtpd on the configured address and publishes each accepted mail
-to mail.in (acks=all, idempotent producer).
+Listens with aiosmtpd (hardened: ``protocol.GatewaySMTP``) on the configured port,
+with STARTTLS, and on the implicit-TLS port when one is set; runs the phase-1
+filter chain during the dialogue and publishes each accepted mail to mail.in
+(acks=all, idempotent producer), answering 250 only after the broker's ack.
+With ``listeners`` > 1, that many processes share the ports (SO_REUSEPORT).
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
+import multiprocessing
 import signal
+import ssl
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+import avro.io
 
 from core.kafka import AsyncProducer
 from core.logging import get_logger
 from core.settings import Settings
+from ingress.smtp.auth import Authenticator
+from ingress.smtp.filters import build_chain
+from ingress.smtp.greylist_kafka import GreylistSync
 from ingress.smtp.handler import GatewayHandler
+from ingress.smtp.engine import SmtpEngine
+from ingress.smtp.protocol import ConnectionTracker
+from ingress.smtp.tls import server_context
 from schemas import Codec, default_codec
-from schemas.topics import TopicNames
+from schemas.codec import MAGIC, fingerprint
+from schemas.topics import SMTP_GREYLIST, SMTP_REJECTED, TopicNames
 
 log = get_logger("smtp-server")
 
 
 class MailInPublisher:
-    """Publishes MailReceived events to mail.in, keyed by mail id."""
+    """Publishes MailReceived events to mail.in (awaiting the ack) and SmtpRejected
+    events to smtp.rejected (not awaited: a refusal never waits for Kafka)."""
 
-    def __init__(self, producer: AsyncProducer, topic: str, codec: Codec) -> None:
+    def __init__(self, producer: AsyncProducer, topic: str, codec: Codec, rejected_topic: str | None = None) -> None:
         self.producer = producer
         self.topic = topic
         self.codec = codec
+        self.rejected_topic = rejected_topic
+        self._pending: set[asyncio.Task[Any]] = set()
+        schema = codec.schema("MailReceived")
+        self._schema, self._writer = schema, avro.io.DatumWriter(schema)
+        self._prefix = MAGIC + fingerprint(schema)
+
+    def encode(self, event: dict[str, Any]) -> bytes:
+        """codec.encode("MailReceived", ...) without its validation pass (the event is ours,
+        built by events.mail_received; a unit test holds the two to the same bytes)."""
+        buf = io.BytesIO()
+        buf.write(self._prefix)
+        self._writer.write_data(self._schema, event, avro.io.BinaryEncoder(buf))
+        return buf.getvalue()
 
     async def publish(self, event: dict[str, Any]) -> None:
-        value = self.codec.encode("MailReceived", event)
+        value = self.encode(event)
         headers = self.codec.headers("MailReceived", event["mail_id"])
         await self.producer.send(self.topic, event["mail_id"].encode(), value, headers)
 
+    def record_rejection(self, event: dict[str, Any]) -> None:
+        if self.rejected_topic is None:
+            return
+        value = self.codec.encode("SmtpRejected", event)
+        headers = self.codec.headers("SmtpRejected", event["mail_id"])
+        task = asyncio.get_running_loop().create_task(
+            self.producer.send(self.rejected_topic, event["mail_id"].encode(), value, headers))
+        self._pending.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[Any]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("rejection not recorded", topic=self.rejected_topic, error=str(task.exception()))
+
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run this node's smtp-server: this process, plus ``listeners - 1`` children."""
     cfg = settings.smtp_server
+    children = [_spawn(settings, i) for i in range(1, cfg.listeners)]
+    try:
+        await serve_listener(settings, ready, stop, reuse_port=cfg.listeners > 1)
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.join(15)
+
+
+def _spawn(settings: Settings, index: int) -> multiprocessing.process.BaseProcess:
+    proc = multiprocessing.get_context("spawn").Process(target=_child, args=(settings, index),
+                                                         name=f"smtp-server-{index}", daemon=True)
+    proc.start()
+    return proc
+
+
+def _child(settings: Settings, index: int) -> None:
+    import uvloop
+
+    from core.logging import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format, f"smtp-server-{index}")
+    uvloop.run(serve_listener(settings, reuse_port=True))
+
+
+async def serve_listener(settings: Settings, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None,
+                         reuse_port: bool = False) -> None:
+    """One listener process: its producer, its filter chain, its sockets."""
+    cfg = settings.smtp_server
+    names = TopicNames(settings.kafka.topic_prefix)
     producer = AsyncProducer(settings, "smtp-server")
-    publisher = MailInPublisher(producer, TopicNames(settings.kafka.topic_prefix).mail_in, default_codec())
-    handler = GatewayHandler(publisher, cfg.domains, settings.node, cfg.max_recipients)
+    greylist = None
+    if cfg.greylist.enabled:
+        greylist = GreylistSync(settings, names(SMTP_GREYLIST), producer)
+        await asyncio.to_thread(greylist.start)
+    chain = build_chain(cfg, greylist.store if greylist else None)
+    publisher = MailInPublisher(producer, names.mail_in, default_codec(), names(SMTP_REJECTED))
+    auth_offered = bool(cfg.auth.users)
+    handler = GatewayHandler(publisher, chain, settings.node, cfg.max_recipients)
+    tls = server_context(cfg.tls, cfg.hostname, settings.home) if cfg.tls.starttls or cfg.tls.port else None
+    tracker = ConnectionTracker(-(-cfg.limits.max_connections // cfg.listeners), cfg.limits.max_connections_per_ip)
+    authenticator = Authenticator(cfg.auth.users) if auth_offered else None
     loop = asyncio.get_running_loop()
 
-    def factory() -> SMTP:
-        return SMTP(handler, hostname=cfg.hostname, data_size_limit=cfg.max_message_size,
-                    enable_SMTPUTF8=True, decode_data=False, ident="mailgate ESMTP")
+    def factory(implicit: bool) -> SmtpEngine:
+        return SmtpEngine(handler, limits=cfg.limits, tracker=tracker, loop=loop, hostname=cfg.hostname,
+                          ident="mailgate ESMTP", data_size_limit=cfg.max_message_size,
+                          tls_context=None if implicit or not cfg.tls.starttls else tls,
+                          authenticator=authenticator, implicit_tls=implicit)
 
-    server = await loop.create_server(factory, host=cfg.host, port=cfg.port)
-    log.info("listening", address=f"{cfg.host}:{cfg.port}", domains=",".join(cfg.domains),
-             kafka=settings.bootstrap_servers)
+    servers = [await loop.create_server(lambda: factory(False), host=cfg.host, port=cfg.port,
+                                        reuse_port=reuse_port or None, backlog=1024)]
+    if cfg.tls.port:
+        assert isinstance(tls, ssl.SSLContext)
+        servers.append(await loop.create_server(lambda: factory(True), host=cfg.host, port=cfg.tls.port, ssl=tls,
+                                                reuse_port=reuse_port or None, backlog=1024,
+                                                ssl_handshake_timeout=min(cfg.limits.idle_timeout_s, 60.0)))
+    log.info("listening", address=f"{cfg.host}:{cfg.port}", tls_port=cfg.tls.port, domains=",".join(cfg.domains),
+             filters=",".join(f.name for f in chain.filters), kafka=settings.bootstrap_servers)
     stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
@@ -61,7 +152,16 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, stop: as
     try:
         await stop.wait()
     finally:
-        server.close()
-        await server.wait_closed()
+        for server in servers:
+            server.close()
+        tracker.shutdown(cfg.hostname)
+        for server in servers:
+            await server.wait_closed()
+        for _ in range(50):
+            if not tracker.open:
+                break
+            await asyncio.sleep(0.02)
+        if greylist is not None:
+            greylist.stop()
         left = await asyncio.to_thread(producer.close, 10.0)
         log.info("stopped", unacknowledged=left)

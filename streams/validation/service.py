@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import faust
 
+from core.control_channel import attach_faust
 from core.settings import Settings
 from schemas import default_codec
 from streams.app import build_app
 from streams.topics import StreamTopics
 from streams.validation.agents import register
+from streams.validation.inspect import Inspector
 
 STAGE = "message-validation"
 FAUST_LOGLEVEL = {"debug": "debug", "info": "info", "warning": "warn", "warn": "warn", "error": "error"}
@@ -20,7 +22,9 @@ FAUST_LOGLEVEL = {"debug": "debug", "info": "info", "warning": "warn", "warn": "
 
 def build(settings: Settings) -> faust.App:
     app = build_app(settings, STAGE)
-    register(app, StreamTopics(app, settings.kafka.topic_prefix), default_codec(), settings.node)
+    inspector = Inspector(settings.validation, virus_scan=settings.validation.virus_scan)
+    register(app, StreamTopics(app, settings.kafka.topic_prefix), default_codec(), settings.node, inspector)
+    attach_faust(app, settings, STAGE)  # pause/resume of the consumers, as control.desired says
     return app
 
 

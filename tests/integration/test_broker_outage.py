@@ -20,6 +20,7 @@ import pytest
 from tests.support.gateway import Gateway
 from tests.support.ports import free_port
 from tests.support.sink import Sink
+from tests.support.smtp import send_mail
 from tests.support.topics import read_topic
 
 
@@ -31,8 +32,7 @@ def mail(subject: str) -> bytes:
 
 
 async def send(port: int, subject: str) -> str:
-    _, text = await aiosmtplib.send(mail(subject), sender="s@outside.test", recipients=["u@example.com"],
-                                    hostname="127.0.0.1", port=port, timeout=30)
+    text = await send_mail(port, mail(subject), sender="s@outside.test", recipients=["u@example.com"])
     return text.rsplit(" ", 1)[1]  # the mail id of "2.0.0 Ok: queued as <id>"
 
 

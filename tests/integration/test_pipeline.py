@@ -8,10 +8,10 @@ import subprocess
 from email.message import EmailMessage
 from email.utils import make_msgid
 
-import aiosmtplib
 
 from tests.support.gateway import Gateway
 from tests.support.sink import Sink
+from tests.support.smtp import send_mail
 from tests.support.topics import read_topic
 
 
@@ -27,9 +27,7 @@ def crlf_message(i: int) -> tuple[str, bytes]:
 
 async def send_all(port: int, mails: list[tuple[str, bytes]]) -> list[str]:
     async def one(i: int, data: bytes) -> str:
-        _, text = await aiosmtplib.send(data, sender="sender@outside.test", recipients=[f"user{i}@example.com"],
-                                        hostname="127.0.0.1", port=port, timeout=30)
-        return text
+        return await send_mail(port, data, sender="sender@outside.test", recipients=[f"user{i}@example.com"])
 
     return await asyncio.gather(*(one(i, data) for i, (_, data) in enumerate(mails)))
 
@@ -64,8 +62,8 @@ def test_fifty_mails_arrive_once_with_identical_bodies(gateway: Gateway, sink: S
 
 def test_mail_for_two_domains_is_split_per_destination(gateway: Gateway, sink: Sink) -> None:
     _, data = crlf_message(1)
-    asyncio.run(aiosmtplib.send(data, sender="s@outside.test", recipients=["a@example.com", "b@example.org",
-                                "c@example.com"], hostname="127.0.0.1", port=gateway.smtp_port))
+    asyncio.run(send_mail(gateway.smtp_port, data, sender="s@outside.test",
+                          recipients=["a@example.com", "b@example.org", "c@example.com"]))
     received = sink.wait_for(2, timeout=60)
     assert sorted(sorted(m.rcpt_to) for m in received) == [["a@example.com", "c@example.com"], ["b@example.org"]]
     routed = read_topic(gateway.settings(), f"{gateway.prefix}mail.out")

@@ -1,0 +1,195 @@
+"""Benchmark (not a test): mails/s accepted at the SMTP door, mailgate vs Postfix, one run.
+
+    python bench/smtp_vs_postfix.py [--messages 20000] [--sessions 20] [--size 4096] [--listeners 2]
+
+In one go on this machine: a Kafka broker of its own (temp dir, free ports);
+`mailgate service smtp-server` with LISTENERS processes sharing the port
+(SO_REUSEPORT), each 250 only after Kafka acks=all; then a Postfix instance of its
+own (own config and queue dir; no milter) that queues every mail to disk (fsync)
+and delivers it with the discard transport. Against each: Postfix's
+`smtp-source -s SESSIONS -m MESSAGES -l SIZE` (one connection per mail). Prints
+both rates, the ratio, the load before the run, and checks that mail.in holds one
+record per mail sent. The target of issue #4: mailgate >= 2x Postfix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from control.broker.local import LocalBroker  # noqa: E402
+from control.topics import ensure_topics, topic_sizes  # noqa: E402
+from core.settings import KafkaSettings, Settings  # noqa: E402
+from tests.support.ports import free_port, wait_listening  # noqa: E402
+
+MASTER_CF = """\
+{port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+MAIN_CF = """\
+compatibility_level = 3.6
+config_directory = {conf}
+queue_directory = {queue}
+data_directory = {data}
+meta_directory = /etc/postfix
+myhostname = bench.localdomain
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relay_domains = example.com
+transport_maps = inline:{{ example.com=discard: }}
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtp_dns_support_level = disabled
+smtpd_peername_lookup = no
+maillog_file = {log}
+maillog_file_prefixes = {logdir}, /var, /dev/stdout
+smtpd_client_connection_rate_limit = 0
+smtpd_client_message_rate_limit = 0
+smtpd_client_connection_count_limit = 0
+in_flow_delay = 0
+default_process_limit = 100
+smtpd_error_sleep_time = 0
+message_size_limit = 52428800
+qmgr_message_active_limit = 40000
+"""
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if path is None:
+        sys.exit(f"{name} not found: install Postfix (apt-get install postfix) — `make setup` does")
+    return path
+
+
+def smtp_source(port: int, args: argparse.Namespace) -> float:
+    cmd = [tool("smtp-source"), "-s", str(args.sessions), "-m", str(args.messages), "-l", str(args.size),
+           "-f", "bench@outside.test", "-t", "rcpt@example.com", f"127.0.0.1:{port}"]
+    began = time.monotonic()
+    run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - began
+    if run.returncode != 0 or run.stderr.strip():
+        print(f"  smtp-source said: {(run.stdout + run.stderr).strip()[:500]}")
+    return elapsed
+
+
+def mailgate_run(tmp: Path, args: argparse.Namespace) -> tuple[float, int]:
+    defaults = Settings().broker
+    broker = LocalBroker(version=defaults.version, data_dir=tmp / "kafka", cache_dir=defaults.cache_dir,
+                         port=free_port(), controller_port=free_port())
+    print(f"starting Kafka {broker.version} on {broker.bootstrap_servers} ...", flush=True)
+    broker.start(say=lambda _m: None)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        prefix = "bench."
+        settings = Settings(home=tmp, kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers,
+                                                          topic_prefix=prefix))
+        ensure_topics(settings)
+        port = free_port()
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")},
+               "MAILGATE_HOME": str(tmp), "MAILGATE_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+               "MAILGATE_KAFKA__TOPIC_PREFIX": prefix, "MAILGATE_SMTP_SERVER__PORT": str(port),
+               "MAILGATE_SMTP_SERVER__LISTENERS": str(args.listeners), "MAILGATE_LOG_LEVEL": "warning",
+               "MAILGATE_CONTROL__METRICS_PORT_BASE": str(free_port())}
+        proc = subprocess.Popen([sys.executable, "-m", "control.cli", "service", "smtp-server"], env=env, cwd=tmp)
+        wait_listening("127.0.0.1", port)
+        time.sleep(2.0 + args.listeners)  # every listener process up (they share the port)
+        smtp_source(port, argparse.Namespace(**{**vars(args), "messages": 200}))  # warm-up
+        print(f"mailgate smtp-server x{args.listeners}: smtp-source -s {args.sessions} -m {args.messages} "
+              f"-l {args.size} ...", flush=True)
+        before = topic_sizes(settings)[prefix + "mail.in"][1]
+        elapsed = smtp_source(port, args)
+        return elapsed, topic_sizes(settings)[prefix + "mail.in"][1] - before
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        broker.stop()
+
+
+def postfix_run(tmp: Path, args: argparse.Namespace) -> float:
+    conf, queue, data = tmp / "etc", tmp / "queue", tmp / "data"
+    for d in (conf, queue, data):
+        d.mkdir(parents=True)
+    shutil.chown(data, "postfix")
+    port = free_port()
+    (conf / "main.cf").write_text(MAIN_CF.format(conf=conf, queue=queue, data=data, log=tmp / "postfix.log", logdir=tmp))
+    (conf / "master.cf").write_text(MASTER_CF.format(port=f"127.0.0.1:{port}"))
+    postfix = tool("postfix")
+    started = subprocess.run([postfix, "-c", str(conf), "start"], capture_output=True, text=True, check=False,
+                             stdin=subprocess.DEVNULL)
+    if started.returncode != 0:
+        log = (tmp / "postfix.log").read_text() if (tmp / "postfix.log").exists() else ""
+        sys.exit(f"postfix did not start: {started.stdout}{started.stderr}{log[-2000:]}")
+    try:
+        wait_listening("127.0.0.1", port)
+        smtp_source(port, argparse.Namespace(**{**vars(args), "messages": 200}))  # warm-up
+        print("Postfix (disk queue, discard transport): the same smtp-source run ...", flush=True)
+        return smtp_source(port, args)
+    finally:
+        subprocess.run([postfix, "-c", str(conf), "stop"], check=False, capture_output=True)
+        time.sleep(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--listeners", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--skip-postfix", action="store_true")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    tmp = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
+    tmp.chmod(0o755)  # Postfix's daemons run as postfix
+    try:
+        mg, in_queue = mailgate_run(tmp / "mailgate", args)
+        pf = None if args.skip_postfix else postfix_run(tmp / "postfix", args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    n = args.messages
+    print()
+    print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores)")
+    print(f"{'peer':<52} {'seconds':>8} {'mails/s':>9}")
+    print(f"{f'mailgate smtp-server x{args.listeners} (250 after acks=all)':<52} {mg:>8.2f} {n / mg:>9.0f}")
+    if pf is not None:
+        print(f"{'Postfix (queue on disk, discard transport)':<52} {pf:>8.2f} {n / pf:>9.0f}")
+        print(f"ratio mailgate / Postfix: {pf / mg:.2f}")
+    print(f"records in mail.in: {in_queue} (sent: {n})")
+    if in_queue != n:
+        sys.exit("mail.in does not hold exactly one record per mail sent")
+
+
+if __name__ == "__main__":
+    main()

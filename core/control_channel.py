@@ -1,0 +1,234 @@
+"""A service's end of the control plane: the desired state in control.desired, read
+in a thread, and the consumers' state reported to control.status.
+
+control-server writes what each service should be doing to the compacted topic
+control.desired; the engine of each node obeys the ``process`` aspect (runs or
+stops the service); the service itself obeys the ``consumers`` aspect (pauses or
+resumes its consumer group) through a ``ControlChannel``::
+
+    channel = ControlChannel(settings, "smtp-client", pause=client.pause, resume=client.resume,
+                             loop=asyncio.get_running_loop()).start()
+    ...
+    channel.stop()
+
+Faust apps call ``attach_faust(app, settings, stage)`` once, before the worker starts.
+
+Keys of control.desired: ``aspect/node/service`` (node ``*``: every node; of the
+``*`` record and the node's own, the newer wins) and ``refresh/node``. Keys of
+control.status: ``node/service/aspect``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from confluent_kafka import Producer
+
+from core.kafka import make_producer
+from core.logging import get_logger
+from core.settings import Settings
+from core.tables import TableFollower
+from schemas import default_codec, new_mail_id
+from schemas.topics import CONTROL_DESIRED, CONTROL_STATUS, TopicNames
+
+log = get_logger("control-channel")
+
+PROCESS, CONSUMERS, REFRESH = "process", "consumers", "refresh"
+ALL_NODES = "*"
+Record = dict[str, Any]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def desired_key(aspect: str, node: str, service: str = "") -> str:
+    return f"{aspect}/{node}/{service}" if aspect != REFRESH else f"{REFRESH}/{node}"
+
+
+def status_key(node: str, service: str, aspect: str) -> str:
+    return f"{node}/{service}/{aspect}"
+
+
+def effective(table: Mapping[str, Record], aspect: str, node: str, service: str) -> Record | None:
+    """The desired record that applies to ``service`` on ``node``: the newer of the
+    every-node record and the node's own (the node's own on a tie)."""
+    found = [r for r in (table.get(desired_key(aspect, ALL_NODES, service)),
+                         table.get(desired_key(aspect, node, service))) if r is not None]
+    return max(found, key=lambda r: (r["event_time"], r["node"] != ALL_NODES), default=None)
+
+
+def event_headers(event_type: str, event_id: str) -> list[tuple[str, bytes]]:
+    """Readable headers of a control event (the codec's, with event-id for mail-id)."""
+    headers = [(k, v) for k, v in default_codec().headers(event_type, event_id) if k != "mail-id"]
+    return [*headers, ("event-id", event_id.encode())]
+
+
+def produce_event(producer: Producer, topic: str, key: str, event_type: str, record: Record) -> None:
+    """Queues one control event; ``event_id`` and ``event_time`` are filled in when missing."""
+    record.setdefault("event_time", now_ms())
+    record.setdefault("event_id", new_mail_id(record["event_time"]))
+    for f in default_codec().schema(event_type).fields:  # Avro's writer does not fill defaults in
+        if f.name not in record and f.has_default:
+            record[f.name] = f.default
+    producer.produce(topic, key=key.encode(), value=default_codec().encode(event_type, record),
+                     headers=event_headers(event_type, record["event_id"]))
+    producer.poll(0)
+
+
+class DesiredTable:
+    """control.desired, followed in a thread and decoded: key → ServiceDesired record."""
+
+    def __init__(self, settings: Settings, on_change: Callable[[str, Record | None], None] | None = None,
+                 name: str = "desired") -> None:
+        self._records: dict[str, Record] = {}
+        self._lock = threading.Lock()
+        self._on_change = on_change
+        self._follower = TableFollower(settings, TopicNames(settings.kafka.topic_prefix)(CONTROL_DESIRED),
+                                       self._apply, name=name)
+
+    def _apply(self, key: bytes, value: bytes | None) -> None:
+        record = None
+        if value is not None:
+            try:
+                record = default_codec().decode(value, expect="ServiceDesired").record
+            except ValueError as exc:
+                log.warning("unreadable desired-state record skipped", key=key.decode(errors="replace"),
+                            error=str(exc))
+                return
+        with self._lock:
+            if record is None:
+                self._records.pop(key.decode(), None)
+            else:
+                self._records[key.decode()] = record
+        if self._on_change is not None:
+            self._on_change(key.decode(), record)
+
+    def start(self, timeout: float = 30.0) -> DesiredTable:
+        self._follower.start(timeout)
+        return self
+
+    def stop(self) -> None:
+        self._follower.stop()
+
+    def snapshot(self) -> dict[str, Record]:
+        with self._lock:
+            return dict(self._records)
+
+    def effective(self, aspect: str, node: str, service: str) -> Record | None:
+        with self._lock:
+            return effective(self._records, aspect, node, service)
+
+
+class ControlChannel:
+    """Pauses and resumes one service's consumers as control.desired says, and reports it.
+
+    ``pause``/``resume`` are called from the channel's thread, or through
+    ``loop.call_soon_threadsafe`` when a loop is given. The state is reported to
+    control.status on every change and every ``control.status_interval_s``.
+    """
+
+    def __init__(self, settings: Settings, service: str, pause: Callable[[], None], resume: Callable[[], None],
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.settings = settings
+        self.service = service
+        self.node = settings.node
+        self.paused = False
+        self.since = now_ms()
+        self._pause, self._resume, self._loop = pause, resume, loop
+        self._status_topic = TopicNames(settings.kafka.topic_prefix)(CONTROL_STATUS)
+        self._producer = make_producer(settings, f"{service}-control")
+        self._table = DesiredTable(settings, self._changed, name=f"{service}-control")
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name=f"{service}-control-status", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> ControlChannel:
+        self._table.start(timeout)
+        self._changed("", None)
+        self._beat.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._table.stop()
+        self._producer.flush(5)
+
+    def _call(self, fn: Callable[[], None]) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(fn)
+        else:
+            fn()
+
+    def _changed(self, key: str, _record: Record | None) -> None:
+        if key and not key.startswith((f"{CONSUMERS}/", f"{REFRESH}/")):
+            return
+        wanted = self._table.effective(CONSUMERS, self.node, self.service)
+        pause = wanted is not None and wanted["state"] == "paused"
+        with self._lock:
+            changed = pause != self.paused
+            if changed:
+                self.paused, self.since = pause, now_ms()
+                self._call(self._pause if pause else self._resume)
+                log.info("consumers paused" if pause else "consumers resumed", by=wanted and wanted["actor"])
+        if changed or key.startswith(f"{REFRESH}/") or not key:
+            self.report()
+
+    def report(self) -> None:
+        with self._lock:
+            record = {"node": self.node, "service": self.service, "aspect": CONSUMERS,
+                      "state": "paused" if self.paused else "running", "since": self.since,
+                      "desired": "paused" if self.paused else "running"}
+        produce_event(self._producer, self._status_topic, status_key(self.node, self.service, CONSUMERS),
+                      "ServiceStatus", record)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.settings.control.status_interval_s):
+            try:
+                self.report()
+            except Exception as exc:  # BufferError, KafkaException: report again next time
+                log.warning("consumer state not reported", error=str(exc))
+
+
+def attach_faust(app: Any, settings: Settings, service: str) -> None:
+    """Obey control.desired in a Faust app: paused = its consumer fetches nothing.
+
+    Faust resumes partitions itself after a rebalance, so a timer keeps the
+    pause applied to whatever the consumer is assigned.
+    """
+    held: set[Any] = set()
+    state = {"paused": False}
+
+    def apply() -> None:
+        consumer = app.consumer
+        if state["paused"]:
+            tps = set(consumer.assignment())
+            consumer.pause_partitions(tps)  # idempotent: cheap to apply again
+            held.update(tps)
+        elif held:
+            consumer.resume_partitions(held & set(consumer.assignment()))
+            held.clear()
+
+    def set_paused(value: bool) -> Callable[[], None]:
+        def run() -> None:
+            state["paused"] = value
+            apply()
+        return run
+
+    @app.task
+    async def control_channel() -> None:
+        loop = asyncio.get_running_loop()
+        channel = ControlChannel(settings, service, set_paused(True), set_paused(False), loop)
+        try:
+            await asyncio.to_thread(channel.start)
+        except (LookupError, TimeoutError) as exc:
+            log.error("no control channel: pause/resume will not be obeyed", error=str(exc))
+
+    @app.timer(0.5)
+    async def keep_paused() -> None:
+        if state["paused"]:
+            apply()  # a rebalance may have resumed what was paused

@@ -1,0 +1,155 @@
+"""smtp-client's delivery log: which recipients of a mail copy are finished.
+
+A compacted topic (``mail.delivery.log``), key ``mail_id/destination``, value a
+DeliveryLog record with every recipient finished so far (accepted by the next
+hop, or bounced). The client writes it as soon as the next hop said 250 — before
+events, before the offset commit — and reads it before each attempt, so a
+record delivered again after a crash (``kill -9``) or a rebalance skips the
+recipients already done. Every instance tails the whole topic in a thread of
+its own; on start and on each partition assignment it first reads to the end.
+A copy that is finished and whose offset is committed gets a tombstone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+
+from core.kafka import AsyncProducer, make_consumer
+from core.logging import get_logger
+from core.settings import Settings
+from schemas import Codec, DecodeError
+
+log = get_logger("smtp-client")
+
+
+def log_key(mail_id: str, destination: str | None) -> str:
+    return f"{mail_id}/{destination or ''}"
+
+
+class DeliveryLog:
+    def __init__(self, settings: Settings, codec: Codec, topic: str) -> None:
+        self.topic = topic
+        self.codec = codec
+        self.node = settings.node
+        self._done: dict[str, frozenset[str]] = {}
+        self._partitions: list[int] = []
+        self._seen: dict[int, int] = {}  # partition → next offset read (or end of partition)
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._consumer = make_consumer(settings, f"{topic}.tail.{uuid.uuid4().hex[:8]}", "smtp-client-log",
+                                       **{"enable.partition.eof": True})
+        # A consumer of its own for watermarks: the tailing one is busy in poll() (calls on it would wait).
+        self._meta = make_consumer(settings, f"{topic}.meta.{uuid.uuid4().hex[:8]}", "smtp-client-log-meta")
+        # linger 0: the mark leaves for the broker at once; the window for a duplicate stays small.
+        self._producer = AsyncProducer(settings, "smtp-client-log", **{"linger.ms": 0})
+        self._thread = threading.Thread(target=self._tail, name="smtp-client-log-tail", daemon=True)
+
+    # -- reading ---------------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> None:
+        meta = self._meta.list_topics(self.topic, timeout=timeout).topics.get(self.topic)
+        if meta is None or meta.error is not None:
+            raise RuntimeError(f"topic {self.topic} is missing: run `mailgate topics create`")
+        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+        self._partitions = sorted(meta.partitions)
+        self._thread.start()
+        if not self.wait_caught_up(timeout):
+            raise RuntimeError(f"could not read {self.topic} to its end within {timeout:.0f}s")
+
+    def _tail(self) -> None:
+        while not self._closing.is_set():
+            msg = self._consumer.poll(0.2)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    with self._lock:
+                        self._seen[msg.partition()] = max(self._seen.get(msg.partition(), 0), msg.offset())
+                continue
+            key = (msg.key() or b"").decode(errors="replace")
+            value = msg.value()
+            with self._lock:
+                self._seen[msg.partition()] = msg.offset() + 1
+                if value is None:
+                    self._done.pop(key, None)
+                    continue
+            try:
+                done = self.codec.decode(value, expect="DeliveryLog").record["done"]
+            except DecodeError as exc:
+                log.warning("unreadable delivery log record", key=key, error=str(exc))
+                continue
+            with self._lock:
+                self._done[key] = self._done.get(key, frozenset()) | frozenset(done)
+
+    def wait_caught_up(self, timeout: float = 30.0) -> bool:
+        """Blocks until everything written to the log before this call has been read."""
+        deadline = time.monotonic() + timeout
+        ends = {p: self._meta.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout)[1]
+                for p in self._partitions}
+        while time.monotonic() < deadline:
+            with self._lock:
+                if all(self._seen.get(p, 0) >= end for p, end in ends.items() if end > 0):
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def done(self, key: str) -> frozenset[str]:
+        with self._lock:
+            return self._done.get(key, frozenset())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._done)
+
+    # -- writing ---------------------------------------------------------------
+
+    async def mark(self, mail_id: str, destination: str | None, recipients: Iterable[str]) -> None:
+        """Record these recipients as finished; returns when the broker has the record."""
+        key = log_key(mail_id, destination)
+        with self._lock:
+            done = self._done[key] = self._done.get(key, frozenset()) | frozenset(recipients)
+        record = {"mail_id": mail_id, "event_time": int(time.time() * 1000), "node": self.node,
+                  "destination": destination or "", "done": sorted(done)}
+        value = self.codec.encode("DeliveryLog", record)
+        await self._producer.send(self.topic, key.encode(), value, self.codec.headers("DeliveryLog", mail_id))
+
+    async def forget(self, keys: Iterable[str]) -> None:
+        """Tombstones for finished copies whose offsets are committed."""
+        sends = []
+        for key in keys:
+            with self._lock:
+                self._done.pop(key, None)
+            sends.append(self._producer.send(self.topic, key.encode(), None))  # type: ignore[arg-type]
+        await asyncio.gather(*sends, return_exceptions=True)
+
+    @asynccontextmanager
+    async def lock(self, key: str) -> AsyncIterator[None]:
+        """One attempt at a time per copy, so two records of one copy never race past the log."""
+        lock, users = self._key_locks.get(key) or (asyncio.Lock(), 0)
+        self._key_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._key_locks[key]
+            if users <= 1:
+                del self._key_locks[key]
+            else:
+                self._key_locks[key] = (lock, users - 1)
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        self._consumer.close()
+        self._meta.close()
+        self._producer.close(10.0)

@@ -1,0 +1,107 @@
+"""The spam-filter agents: score the in-queue, learn from reports, and keep every
+node's pattern table in step with the compacted spam.patterns topic."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import faust
+
+from core.logging import get_logger
+from core.settings import Settings
+from core.tables import TableFollower
+from schemas import Codec, DecodeError, unpack_message
+from schemas.quarantine import unreadable_record
+from schemas.topics import SPAM_PATTERNS, TopicNames
+from streams.spam.patterns import Pattern
+from streams.spam.scoring import Report, Score, SpamFilter
+from streams.topics import StreamTopics
+
+log = get_logger("spam-filter")
+STAGE = "spam-filter"
+
+
+def scored_record(mail: dict[str, Any], received: bytes, score: Score, node: str) -> dict[str, Any]:
+    return {"mail_id": mail["mail_id"], "event_time": int(time.time() * 1000), "node": node,
+            "score": float(score.score), "verdict": score.verdict, "matched": list(score.matched),
+            "reasons": list(score.reasons), "received": received}
+
+
+def report_from(record: dict[str, Any]) -> Report:
+    return Report(mail_id=record["mail_id"], label=record["label"], reporter=record["reporter"],
+                  time_ms=record["event_time"], raw_message=unpack_message(record["message"]),
+                  role=record["role"], mail_from=record["mail_from"], rcpt_to=tuple(record["rcpt_to"]))
+
+
+def pattern_record(pattern: Pattern) -> dict[str, Any]:
+    return {**pattern.to_record(), "event_time": int(time.time() * 1000)}
+
+
+def register(app: faust.App, topics: StreamTopics, codec: Codec, settings: Settings, spam: SpamFilter) -> None:
+    node = settings.node
+
+    async def publish_pattern(pattern: Pattern | None, pattern_id: str) -> None:
+        value = None if pattern is None else codec.encode("SpamPattern", pattern_record(pattern))
+        headers = codec.headers("SpamPattern", pattern.mail_id if pattern else pattern_id)
+        await topics.spam_patterns.send(key=pattern_id.encode(), value=value, headers=headers)
+
+    @app.agent(topics.mail_in, name="score")
+    async def score(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            raw_event: bytes = event.value
+            try:
+                mail = codec.decode(raw_event, expect="MailReceived").record
+                raw = unpack_message(mail["message"])
+            except Exception as exc:  # DecodeError, or a body that does not unpack: poison policy
+                record = unreadable_record((event.key or b"").decode(errors="replace") or None, raw_event or b"",
+                                           f"{type(exc).__name__}: {exc}", node, STAGE)
+                log.warning("quarantined unreadable record", mail_id=record["mail_id"], reason=record["reasons"][0])
+                await topics.mail_quarantine.send(key=record["mail_id"].encode(),
+                                                  value=codec.encode("MailRouted", record),
+                                                  headers=codec.headers("MailRouted", record["mail_id"]))
+                continue
+            result = spam.score(raw, mail["mail_from"], mail["rcpt_to"])
+            record = scored_record(mail, raw_event, result, node)
+            await topics.mail_scored.send(key=mail["mail_id"].encode(), value=codec.encode("MailScored", record),
+                                          headers=codec.headers("MailScored", mail["mail_id"]))
+            log.info("scored", mail_id=mail["mail_id"], score=record["score"], verdict=result.verdict,
+                     matched=len(result.matched))
+
+    @app.agent(topics.spam_reports, name="learn")
+    async def learn(stream: faust.StreamT) -> None:
+        async for value in stream:
+            try:
+                report = report_from(codec.decode(value, expect="SpamReport").record)
+                patterns = spam.learn(report)
+            except (DecodeError, ValueError) as exc:
+                log.warning("report ignored", reason=str(exc))
+                continue
+            for pattern in patterns:
+                await publish_pattern(pattern, pattern.pattern_id)
+            log.info("learnt", mail_id=report.mail_id, label=report.label, reporter=report.reporter,
+                     patterns=len(patterns))
+
+    @app.timer(interval=60.0)
+    async def housekeeping() -> None:
+        """Expired patterns become tombstones; hit counts are published for every node."""
+        for pattern_id in spam.expire():
+            await publish_pattern(None, pattern_id)
+        for pattern in spam.take_dirty():
+            await publish_pattern(pattern, pattern.pattern_id)
+
+    @app.task
+    async def follow_patterns() -> None:
+        """Every node reads all of spam.patterns (no consumer group), so a report made on
+        any node changes the verdicts here within a second."""
+        loop = asyncio.get_running_loop()
+
+        def apply(key: bytes, value: bytes | None) -> None:
+            record = None if value is None else codec.decode(value, expect="SpamPattern").record
+            loop.call_soon_threadsafe(spam.apply_record, key.decode(), record)
+
+        topic = TopicNames(settings.kafka.topic_prefix)(SPAM_PATTERNS)
+        follower = TableFollower(settings, topic, apply, name=STAGE)  # a daemon thread, for the process's life
+        await asyncio.to_thread(follower.start, 60.0)
+        log.info("pattern table loaded", patterns=len(spam.store))

@@ -1,0 +1,182 @@
+"""spam-filter: a token classifier trained from the reported patterns.
+
+Tokens are words of the folded text (3–12 letters; longer ones only by their
+first letter and length), subject words, URL hosts and registrable domains,
+and, when enabled, header facts (which headers are present, sender and
+Reply-To domains, mailer, MIME structure, relays) and header anomalies.
+
+The model is Robinson's per-token probability with Fisher's chi-squared
+combining of the 150 most decisive tokens, as in SpamBayes: counts only, so
+learning and unlearning are exact and order-free. Every node feeds it the same
+patterns from ``spam.patterns`` and so holds the same model; a retracted or
+expired pattern is unlearned.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_tz
+from typing import cast
+
+from streams.spam.fingerprint import token_hashes
+from streams.spam.normalize import Extracted, registrable_domain, url_host
+
+_SUBJECT_RE = re.compile(r"[^\W_]+|[!$%*]{2,}")
+Clue = tuple[float, float, float, int]  # (strength |p-0.5|, ln p, ln(1-p), token hash)
+_RECEIVED_SPLIT_RE = re.compile(r"[^a-z0-9.-]+")
+_DIGITS_RE = re.compile(r"\d")
+
+
+def _domain(addr: str) -> str:
+    return addr.rpartition("@")[2].strip(">").strip() if "@" in addr else ""
+
+
+def anomalies(ex: Extracted, mail_from: str, rcpt_to: Sequence[str] = ()) -> list[str]:
+    """Header and structure oddities, each a token (their weight is learned, not set)."""
+    h = ex.headers
+    from_dom = registrable_domain(_domain(h.from_addr)) if h.from_addr else ""
+    env_dom = registrable_domain(_domain(mail_from or h.return_path)) if (mail_from or h.return_path) else ""
+    flags = {
+        "no_date": not h.date,
+        "bad_date": bool(h.date) and parsedate_tz(h.date) is None,
+        "no_message_id": not h.message_id,
+        "message_id_no_at": bool(h.message_id) and "@" not in h.message_id,
+        "no_from": not h.from_addr,
+        "no_to": h.to_count == 0,
+        "rcpt_not_in_to": bool(rcpt_to) and not any(r.lower() in h.to for r in rcpt_to),
+        "many_to": h.to_count > 10,
+        "from_name_has_address": "@" in h.from_name and from_dom not in h.from_name,
+        "reply_to_elsewhere": bool(h.reply_to) and registrable_domain(_domain(h.reply_to)) != from_dom,
+        "envelope_elsewhere": bool(env_dom) and env_dom != from_dom,
+        "html_only": ex.html_only,
+        "url_ip_host": any(url_host(u).replace(".", "").isdigit() for u in ex.urls),
+        "url_non_ascii_host": any(not url_host(u).isascii() for u in ex.urls),
+        "many_urls": len(ex.urls) > 10,
+        "mime_defects": ex.defects > 0,
+        "subject_empty": not ex.subject,
+    }
+    return ["anomaly:" + name for name, on in flags.items() if on]
+
+
+def _received_tokens(received: Sequence[str]) -> list[str]:
+    """Relay domains and /16 networks of the last few hops (a site's own relays say "ham")."""
+    out = []
+    for word in _RECEIVED_SPLIT_RE.split("\n".join(received[:6])):
+        if "." not in word:
+            continue
+        parts = word.strip(".-").split(".")
+        if len(parts) == 4 and all(p.isdigit() for p in parts):
+            out.append(f"rcvd-ip:{parts[0]}.{parts[1]}")
+        elif len(parts) >= 2 and parts[-1].isalpha() and len(parts[-1]) >= 2:
+            out.append("rcvd:" + registrable_domain(".".join(parts)))
+    return out
+
+
+def header_tokens(ex: Extracted, mail_from: str, rcpt_to: Sequence[str] = ()) -> list[str]:
+    h = ex.headers
+    out = ["hdr:" + name for name in h.names]
+    out += ["from-dom:" + _domain(h.from_addr), "from-name:" + ("yes" if h.from_name else "no")]
+    out += ["from-name:" + w for w in _SUBJECT_RE.findall(h.from_name)[:6]]
+    out += ["mailer:" + _DIGITS_RE.sub("0", h.x_mailer)[:30], "msgid-dom:" + _DIGITS_RE.sub("0", _domain(h.message_id))]
+    out += ["ct:" + c for c in ex.content_types] + ["cs:" + c for c in ex.charsets]
+    out += ["cte:" + c for c in ex.encodings] + [f"rcpts:{min(h.to_count, 20) // 5}"]
+    out += _received_tokens(h.received) + anomalies(ex, mail_from, rcpt_to)
+    return out
+
+
+def tokenize(ex: Extracted, subject_words: list[str], body_words: list[str], body_hashes: list[int],
+             mail_from: str = "", rcpt_to: Sequence[str] = (), use_headers: bool = True) -> tuple[list[str], list[int]]:
+    """The unique tokens of one mail and their hashes (body words as ``fingerprint.words``
+    cuts them, with ``body_hashes`` their hashes, so that no word is hashed twice)."""
+    tokens = {h: w for w, h in zip(body_words, body_hashes) if 3 <= len(w) <= 12}
+    extra = ["s:" + w for w in subject_words]
+    extra += [f"skip:{w[0]}{len(w) // 10}" for w in body_words if len(w) > 12]
+    for url in ex.urls:
+        host = url_host(url)
+        extra += ["url:" + host, "url-dom:" + registrable_domain(host)]
+    if use_headers:
+        extra += header_tokens(ex, mail_from, rcpt_to)
+    tokens.update(zip(token_hashes(extra), extra))
+    return list(tokens.values()), list(tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    prob: float
+    best: list[Clue]  # the tokens used
+
+    def clues(self) -> list[tuple[float, int]]:
+        """(token probability, token hash), most decisive first."""
+        return [(math.exp(c[1]), c[3]) for c in sorted(self.best, reverse=True)]
+
+
+def chi2q(x2: float, v: int) -> float:
+    """P(chi-squared with v (even) degrees of freedom >= x2)."""
+    m = x2 / 2.0
+    term = total = math.exp(-m)
+    for i in range(1, v // 2):
+        term *= m / i
+        total += term
+    return min(total, 1.0)
+
+
+class TokenClassifier:
+    """Token counts per class; probabilities are memoised until the counts change."""
+
+    def __init__(self, strength: float = 0.45, unknown_prob: float = 0.5,
+                 max_tokens: int = 150, min_strength: float = 0.1) -> None:
+        self.spam: dict[int, int] = {}
+        self.ham: dict[int, int] = {}
+        self.nspam = self.nham = 0
+        self.strength, self.unknown_prob = strength, unknown_prob
+        self.max_tokens, self.min_strength = max_tokens, min_strength
+        self._memo: dict[int, Clue | bool] = {}
+
+    def learn(self, tokens: Iterable[int], is_spam: bool, weight: int = 1) -> None:
+        """Count one mail's tokens for its class; weight -1 unlearns it."""
+        table = self.spam if is_spam else self.ham
+        for tok in tokens:
+            count = table.get(tok, 0) + weight
+            if count > 0:
+                table[tok] = count
+            else:
+                table.pop(tok, None)
+        if is_spam:
+            self.nspam = max(0, self.nspam + weight)
+        else:
+            self.nham = max(0, self.nham + weight)
+        self._memo.clear()
+
+    def _token(self, tok: int) -> Clue | None:
+        """(strength, ln p, ln(1-p), token) of a token, None when it says too little."""
+        s, h = self.spam.get(tok, 0), self.ham.get(tok, 0)
+        if s + h == 0:
+            return None
+        sr = s / max(self.nspam, 1)
+        hr = h / max(self.nham, 1)
+        n = s + h
+        p = (self.strength * self.unknown_prob + n * sr / (sr + hr)) / (self.strength + n)
+        dist = abs(p - 0.5)
+        return None if dist < self.min_strength else (dist, math.log(p), math.log1p(-p), tok)
+
+    def classify(self, tokens: list[int]) -> Verdict:
+        memo = self._memo
+        if len(memo) > 1_000_000:  # unknown tokens are memoised too: bound it
+            memo.clear()
+        infos = list(map(memo.get, tokens))  # None: not memoised yet; False: says too little
+        if None in infos:
+            for i, tok in enumerate(tokens):
+                if infos[i] is None:
+                    infos[i] = memo[tok] = self._token(tok) or False
+        clues = cast(list[Clue], list(filter(None, infos)))
+        if not clues:
+            return Verdict(0.5, [])
+        best = heapq.nlargest(self.max_tokens, clues) if len(clues) > self.max_tokens else clues
+        n = len(best)
+        hamminess = 1.0 - chi2q(-2.0 * math.fsum([c[1] for c in best]), 2 * n)
+        spamminess = 1.0 - chi2q(-2.0 * math.fsum([c[2] for c in best]), 2 * n)
+        return Verdict((spamminess - hamminess + 1.0) / 2.0, best)

@@ -1,0 +1,353 @@
+"""spam-filter: a raw message turned into what fingerprints are made of.
+
+MIME is split by ``mime.parse`` into stdlib ``email`` messages (compat32; why
+not the stdlib parser and policy.default: see there), header values are read
+raw and decoded here (RFC 2047), and nothing the sender declares is trusted:
+a charset that is unknown or wrong falls back to UTF-8 then cp1252, transfer encodings that do not decode are taken as they are, and lengths are
+our own caps, never the message's. Text is folded so that cosmetic changes do
+not change it: HTML to text, Unicode NFKC, confusable letters to Latin,
+zero-width characters out, lower case; URLs lose what tracks the reader.
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from email.header import decode_header
+from email.message import Message
+from email.utils import parseaddr
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+from streams.spam.mime import MAX_HEADER_CHARS, parse
+
+TRACKING_PARAMS = frozenset({
+    "gclid", "gclsrc", "dclid", "fbclid", "msclkid", "yclid", "igshid", "gbraid", "wbraid", "twclid",
+    "mc_cid", "mc_eid", "_hsenc", "_hsmi", "hsctatracking", "mkt_tok", "trk", "trkcampaign", "sc_cid",
+    "s_cid", "elqtrackid", "elqtrack", "elq", "elqcampaignid", "vero_id", "vero_conv", "oly_enc_id",
+    "oly_anon_id", "rb_clickid", "ref", "ref_src", "referrer", "cmpid", "campaign_id", "email", "e",
+    "recipient", "uid", "subscriber", "sid", "tid", "ncid", "cid", "spm", "scid", "_ga", "_gl",
+})
+TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "ga_", "hmb_", "icid")
+# second-level labels under which a registrable domain has three labels (no PSL download offline)
+_SECOND_LEVEL = frozenset({"co", "com", "net", "org", "gov", "edu", "ac", "or", "ne", "go", "gob", "nic", "ltd", "plc"})
+
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\ufeff"))
+_CONFUSABLE_PAIRS = (
+    "аa вb еe кk мm нh оo рp сc тt уy хx ѕs іi јj ԁd ԛq ԝw ӏl ёe ɡg"  # Cyrillic
+    " АA ВB ЕE КK МM НH ОO РP СC ТT ХX УY ЅS ІI ЈJ"
+    " αa βb εe ιi κk νv οo ρp τt υu χx ϲc ϳj"  # Greek
+    " ΑA ΒB ΕE ΖZ ΗH ΙI ΚK ΜM ΝN ΟO ΡP ΤT ΥY ΧX"
+    " ıi ȷj ℓl ⅰi ⅼl ⅽc ⅾd ⅿm"
+)
+_CONFUSABLES: dict[int, Any] = {**_ZERO_WIDTH, **{ord(p[0]): p[1].lower() for p in _CONFUSABLE_PAIRS.split()}}
+
+_URL_RE = re.compile(r"""(?:https?://|www\.)[^\s<>"'(){}\[\]|\\^`]+""")  # on folded (lower-case) text
+_HREF_RE = re.compile(r"""\b(?:href|src|action|background)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
+_BLOCK_RE = re.compile(r"<(script|style|head|title)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_BREAK_RE = re.compile(r"<\s*/?\s*(?:br|p|div|tr|td|th|li|ul|ol|h[1-6]|table|blockquote|hr)\b[^>]*>", re.IGNORECASE)
+_TAG_RE = re.compile(r"<[^>]*>")
+_FOLD_RE = re.compile(r"\r?\n[ \t]*")
+_COMBINING_RE = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
+_HOST_RE = re.compile(r"[^\s/?#@:\\{}<>\[\]\"'`|^%]+")
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+_SKELETON_RE = re.compile(r"\d+")
+_RANDOMISH_RE = re.compile(r"(?=[a-z]*\d)[a-z0-9_-]{12,}")
+
+
+@dataclass(slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class HeaderFacts:
+    """Header values a scorer looks at, already decoded and lower-cased."""
+
+    names: list[str] = field(default_factory=list)
+    from_addr: str = ""
+    from_name: str = ""
+    reply_to: str = ""
+    return_path: str = ""
+    message_id: str = ""
+    x_mailer: str = ""
+    date: str = ""
+    to_count: int = 0
+    to: str = ""  # To and Cc as sent, lower-cased (for "recipient not named" checks)
+    received: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Extracted:
+    """One message, normalised; never raises, whatever the input."""
+
+    subject: str = ""
+    text: str = ""
+    urls: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    headers: HeaderFacts = field(default_factory=HeaderFacts)
+    content_types: list[str] = field(default_factory=list)
+    charsets: list[str] = field(default_factory=list)
+    encodings: list[str] = field(default_factory=list)
+    html_only: bool = False
+    defects: int = 0
+    raw_urls: int = 0
+
+
+def fold(text: str) -> str:
+    """Unicode NFKC, confusables to Latin, zero-width out, lower case, whitespace collapsed."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_CONFUSABLES)
+        if not text.isascii():
+            text = _COMBINING_RE.sub("", unicodedata.normalize("NFD", text))
+    return " ".join(text.lower().split())
+
+
+def decode_bytes(data: bytes, declared: str | None) -> str:
+    """Text from bytes whatever the declared charset says: it is tried, then UTF-8, then cp1252."""
+    if data.isascii():
+        return data.decode("ascii")
+    for charset in (declared, "utf-8"):
+        if charset:
+            try:
+                return data.decode(charset)
+            except (LookupError, UnicodeError, ValueError, TypeError):
+                pass
+    return data.decode("cp1252", errors="replace")
+
+
+def _remove_comments(markup: str) -> str:
+    """HTML comments out, in linear time (spammers pad with them to break hashes)."""
+    if "<!--" not in markup:
+        return markup
+    out, pos = [], 0
+    while (start := markup.find("<!--", pos)) >= 0:
+        out.append(markup[pos:start])
+        end = markup.find("-->", start + 4)
+        pos = len(markup) if end < 0 else end + 3
+    out.append(markup[pos:])
+    return "".join(out)  # Vi<!-- -->agra is one word
+
+
+def html_to_text(markup: str) -> tuple[str, list[str]]:
+    """Visible text of an HTML part, and the link targets it holds."""
+    markup = _remove_comments(markup)
+    links = [a or b or c for a, b, c in _HREF_RE.findall(markup)]
+    markup = _BLOCK_RE.sub(" ", markup)
+    markup = _BREAK_RE.sub("\n", markup)
+    text = _TAG_RE.sub("", markup)
+    if "&" in text:
+        text = html.unescape(text)
+    return text, [html.unescape(link) for link in links if link]
+
+
+@lru_cache(maxsize=4096)
+def registrable_domain(host: str) -> str:
+    """The part of a host name that someone registered (example.co.uk, not www.example.co.uk)."""
+    host = host.strip(".").lower()
+    if _is_ip(host):
+        return host
+    labels = host.split(".")
+    if len(labels) >= 3 and labels[-2] in _SECOND_LEVEL and len(labels[-1]) == 2:
+        return ".".join(labels[-3:])
+    return ".".join(labels[-2:])
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _norm_host(netloc_host: str) -> str:
+    host = unquote(netloc_host).strip(".").lower()
+    if host.isdigit() and int(host) < 2**32:  # http://3232235777/ is an IPv4 address in disguise
+        return str(ipaddress.IPv4Address(int(host)))
+    if "xn--" in host:
+        try:
+            host = host.encode("ascii").decode("idna")
+        except (UnicodeError, ValueError):
+            pass
+    return host
+
+
+def _keep_param(name: str) -> bool:
+    name = name.lower()
+    return name not in TRACKING_PARAMS and not name.startswith(TRACKING_PREFIXES)
+
+
+@lru_cache(maxsize=8192)
+def normalize_url(url: str) -> str | None:
+    """``host[:port]/path?query`` without scheme, fragment, default port or tracking
+    parameters, remaining parameters sorted; None when it is no web URL."""
+    url = url.strip().strip("<>\"'.,;:!").replace("\\", "/")
+    if url.lower().startswith("www."):
+        url = "http://" + url
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    host = _norm_host(parts.hostname)
+    if not _HOST_RE.fullmatch(host):
+        return None
+    netloc = host if port in (None, 80, 443) else f"{host}:{port}"
+    path = quote(re.sub(r"/{2,}", "/", unquote(parts.path)).rstrip("/"), safe=_PATH_SAFE)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if _keep_param(k)]
+    return netloc + path + ("?" + urlencode(sorted(query)) if query else "")
+
+
+def url_host(normalized: str) -> str:
+    return normalized.split("/", 1)[0].split("?", 1)[0].rsplit(":", 1)[0] if normalized else ""
+
+
+@lru_cache(maxsize=8192)
+def url_skeleton(normalized: str) -> str:
+    """A URL with what varies per recipient blanked: digits, random-looking path
+    segments and every parameter value. Two mailings of one campaign share it."""
+    base, _, query = normalized.partition("?")
+    base = _RANDOMISH_RE.sub("*", _SKELETON_RE.sub("0", base.lower()))
+    keys = sorted({k.lower() for k, _ in parse_qsl(query, keep_blank_values=True)})
+    return base + ("?" + "&".join(keys) if keys else "")
+
+
+def _unescape_8bit(value: str) -> str:
+    """A raw header value whose 8-bit bytes the parser kept as surrogates, as text."""
+    if value.isascii():
+        return value
+    try:
+        return decode_bytes(value.encode("ascii", "surrogateescape"), None)
+    except UnicodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def decode_words(value: str) -> str:
+    """RFC 2047 encoded words decoded, their declared charsets not trusted."""
+    value = _unescape_8bit(value)
+    if "=?" not in value:
+        return value
+    try:
+        pieces = decode_header(value)
+    except Exception:  # noqa: BLE001 - malformed encoded words: keep the raw text
+        return value
+    return "".join(decode_bytes(p, cs) if isinstance(p, bytes) else p for p, cs in pieces)
+
+
+def raw_headers(msg: Message) -> dict[str, list[str]]:
+    """Header values as sent (unfolded), by lower-cased name; cheap: no header parsing."""
+    out: dict[str, list[str]] = {}
+    for name, value in msg.raw_items():
+        out.setdefault(name.lower(), []).append((_FOLD_RE.sub(" ", value) if "\n" in value else value).strip())
+    return out
+
+
+def _first(headers: dict[str, list[str]], name: str) -> str:
+    values = headers.get(name)
+    return decode_words(values[0]) if values else ""
+
+
+def _address(value: str) -> str:
+    return parseaddr(value)[1].lower() if value else ""
+
+
+def header_facts(headers: dict[str, list[str]]) -> HeaderFacts:
+    from_name, from_addr = parseaddr(_first(headers, "from"))
+    recipients = headers.get("to", []) + headers.get("cc", [])
+    return HeaderFacts(
+        names=list(headers),
+        from_addr=from_addr.lower(),
+        from_name=fold(from_name),
+        reply_to=_address(_first(headers, "reply-to")),
+        return_path=_address(_first(headers, "return-path")),
+        message_id=_first(headers, "message-id").lower(),
+        x_mailer=fold(_first(headers, "x-mailer") or _first(headers, "user-agent"))[:60],
+        date=_first(headers, "date"),
+        to_count=sum(v.count("@") for v in recipients),  # a count, cheaply: quoted @s are rare
+        to=" ".join(recipients)[:MAX_HEADER_CHARS].lower(),
+        received=[v[:300].lower() for v in headers.get("received", [])[:12]],
+    )
+
+
+def _part_text(part: Message, out: Extracted) -> str | None:
+    """A text part's decoded text (charset not trusted), or None for other parts."""
+    ctype = part.get_content_type()
+    out.content_types.append(ctype)
+    cte = next((v for k, v in part.raw_items() if k.lower() == "content-transfer-encoding"), "").strip().lower()
+    if cte:
+        out.encodings.append(cte[:20])
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - undecodable transfer encoding: no text from this part
+        return None
+    if not isinstance(data, bytes):
+        return None
+    filename = _filename(part)
+    if filename or not ctype.startswith("text/") or part.get_content_disposition() == "attachment":
+        out.attachments.append(Attachment(str(filename or ""), ctype, data))
+        return None
+    charset = part.get_content_charset()
+    if charset:
+        out.charsets.append(charset[:30])
+    return decode_bytes(data, charset)
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        return part.get_filename()
+    except Exception:  # noqa: BLE001 - a broken Content-Disposition
+        return None
+
+
+def _texts(msg: Message, out: Extracted, max_parts: int, max_text_chars: int) -> tuple[list[str], list[str]]:
+    """(plain texts, HTML documents) of the message's parts; attachments noted in ``out``."""
+    plain: list[str] = []
+    markup: list[str] = []
+    for n, part in enumerate(msg.walk()):
+        if n >= max_parts:
+            break
+        out.defects += len(part.defects)
+        if part.is_multipart():
+            continue
+        text = _part_text(part, out)
+        if text is not None:
+            (markup if part.get_content_type() == "text/html" else plain).append(text[:max_text_chars])
+    return plain, markup
+
+
+def extract(raw: bytes, max_parts: int = 64, max_text_chars: int = 60_000) -> Extracted:
+    """The text, URLs, attachments and header facts of one raw message."""
+    msg = parse(raw)
+    out = Extracted()
+    headers = raw_headers(msg)
+    out.subject = fold(_first(headers, "subject"))
+    out.headers = header_facts(headers)
+    plain, markup = _texts(msg, out, max_parts, max_text_chars)
+    out.html_only = bool(markup) and not plain
+    links: list[str] = []
+    for doc in markup:
+        text, found = html_to_text(doc)
+        plain.append(text)
+        links += found
+    found_urls: list[str] = []
+
+    def take_url(found: re.Match[str]) -> str:
+        found_urls.append(found.group())
+        return " "
+
+    out.text = _URL_RE.sub(take_url, fold(" ".join(plain)[:max_text_chars]))
+    if found_urls:
+        out.text = " ".join(out.text.split())
+    found_urls += links
+    out.raw_urls = len(found_urls)
+    out.urls = list(dict.fromkeys(u for u in map(normalize_url, found_urls[:200]) if u))
+    return out

@@ -1,0 +1,27 @@
+"""Entry point of spam-filter: `mailgate service spam-filter`.
+
+A Faust worker (consumer group ``mailgate.spam-filter``): scores mail.in into
+mail.scored, learns from spam.reports, follows spam.patterns.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from core.settings import Settings
+from schemas import default_codec
+from streams.app import build_app, run_worker
+from streams.spam.agents import STAGE, register
+from streams.spam.scoring import SpamFilter
+from streams.topics import StreamTopics
+
+
+def build(settings: Settings) -> faust.App:
+    app = build_app(settings, STAGE)
+    spam = SpamFilter(settings.spam, node=settings.node)
+    register(app, StreamTopics(app, settings.kafka.topic_prefix), default_codec(), settings, spam)
+    return app
+
+
+def run(settings: Settings) -> None:
+    run_worker(build(settings), settings)

@@ -1,0 +1,427 @@
+"""message-validation: a raw mail taken apart into its leaf parts, trusting nothing in it.
+
+    walk = walk_message(raw, limits)      # never raises
+    walk.unparseable                       # "no header fields", "multipart boundary ... never found", ...
+    walk.incomplete                        # the first limit hit (zip bomb, depth, count): not all was seen
+    for part in walk.parts: part.locator, part.filename, part.data ...
+
+The stdlib parser (``compat32``: lenient, and no header objects to trip on) splits
+the MIME tree; transfer encodings are decoded here, leniently (junk in base64,
+missing padding, uuencode); declared lengths and charsets are never used to size or
+decode anything. Attached mails (message/rfc822, also when wrongly base64-encoded,
+and ``.eml`` files) are walked into, and so are zip, tar, gzip, bzip2 and xz
+containers found by their magic, not by their name; encrypted zip entries are
+reported, not read. Every expansion is bounded (depth, part count, bytes per part,
+bytes in all, compression ratio), so a bomb costs at most the configured bytes.
+"""
+
+from __future__ import annotations
+
+import binascii
+import bz2
+import email
+import email.errors
+import email.header
+import email.utils
+import io
+import lzma
+import re
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import Message
+from email.policy import compat32
+from typing import IO
+
+from streams.validation.filetypes import archive_kind
+from streams.validation.settings import MimeLimits
+
+#: Defects after which the parts we see are not the parts a mail reader would see.
+FATAL_DEFECTS = {
+    email.errors.NoBoundaryInMultipartDefect: "multipart without a boundary parameter",
+    email.errors.StartBoundaryNotFoundDefect: "multipart boundary never found in the body",
+}
+IDENTITY_ENCODINGS = {"", "7bit", "8bit", "binary"}
+_GENERATOR_POLICY = compat32.clone(mangle_from_=False)
+_B64_RUN = re.compile(rb"[A-Za-z0-9+/]+=*")
+_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/=\s]")
+_UU_BEGIN = re.compile(rb"^begin[ \t]+[0-7]{3,4}[ \t]+([^\r\n]+?)[ \t]*\r?$", re.MULTILINE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One leaf of the mail: a MIME leaf, a uuencoded block or an archive member."""
+
+    locator: str              # "2.1" (MIME numbering), "2!docs.zip!a.exe" inside archives
+    content_type: str         # as declared, lower-case ("" for archive members)
+    names: tuple[str, ...]    # declared file names (Content-Disposition filename, Content-Type name, member path)
+    data: bytes               # decoded content
+    depth: int
+    origin: str               # mime | uuencode | zip | tar | gzip | bzip2 | xz
+    encoding: str             # transfer encoding as declared (mime), else the origin
+    verbatim: bool            # data occur as such in the raw mail (nothing was decoded)
+    encrypted: bool = False   # an archive entry that cannot be read without its password
+
+    @property
+    def filename(self) -> str | None:
+        return self.names[0] if self.names else None
+
+
+@dataclass(frozen=True)
+class MimeWalk:
+    parts: tuple[Part, ...]
+    unparseable: str | None = None   # the mail cannot be taken apart as a reader would
+    incomplete: str | None = None    # a limit was hit: some content was not extracted
+    notes: tuple[str, ...] = ()      # defects that did not stop the walk
+
+    @property
+    def complete(self) -> bool:
+        return self.unparseable is None and self.incomplete is None
+
+
+class _Stop(Exception):
+    """A limit was hit: the walk ends here, what was found so far is kept."""
+
+
+@dataclass
+class _Walker:
+    limits: MimeLimits
+    parts: list[Part] = field(default_factory=list)
+    total: int = 0
+    unparseable: str | None = None
+    incomplete: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def stop(self, reason: str) -> _Stop:
+        self.incomplete = self.incomplete or reason
+        return _Stop(reason)
+
+    def note(self, text: str) -> None:
+        if len(self.notes) < 50:
+            self.notes.append(text)
+
+    def budget(self) -> int:
+        """Bytes the next part may still have."""
+        return min(self.limits.max_part_bytes, self.limits.max_total_bytes - self.total)
+
+    def add(self, part: Part) -> None:
+        if len(self.parts) >= self.limits.max_parts:
+            raise self.stop(f"more than {self.limits.max_parts} parts")
+        if len(part.data) > self.limits.max_part_bytes:
+            raise self.stop(f"part {part.locator} has {len(part.data)} bytes, over {self.limits.max_part_bytes}")
+        if self.total + len(part.data) > self.limits.max_total_bytes:
+            raise self.stop(f"parts add up to more than {self.limits.max_total_bytes} bytes")
+        self.total += len(part.data)
+        self.parts.append(part)
+
+    # -- MIME ----------------------------------------------------------------
+
+    def message(self, msg: Message, prefix: str, depth: int, verbatim: bool) -> None:
+        if depth > self.limits.max_depth:
+            raise self.stop(f"nesting deeper than {self.limits.max_depth} at {prefix or 'the top'}")
+        for defect in msg.defects:
+            reason = FATAL_DEFECTS.get(type(defect))
+            if reason and self.unparseable is None:
+                self.unparseable = f"{reason} (part {prefix or 'top'}: {_content_type_header(msg)})"
+        if not msg.is_multipart():
+            self.leaf(msg, prefix or "1", depth, verbatim)
+            return
+        payload = [p for p in msg.get_payload() if isinstance(p, Message)]
+        if msg.get_content_maintype() == "message":
+            self.attached(msg, payload, prefix or "1", depth, verbatim)
+            return
+        for i, sub in enumerate(payload, 1):
+            self.message(sub, f"{prefix}.{i}" if prefix else str(i), depth + 1, verbatim)
+
+    def attached(self, container: Message, payload: list[Message], locator: str, depth: int,
+                 verbatim: bool) -> None:
+        """A message/rfc822 part: walk the mail inside (decoding it first when it was,
+        against RFC 2046, sent base64 or quoted-printable)."""
+        cte = _transfer_encoding(container)
+        if not payload:
+            return
+        if cte in IDENTITY_ENCODINGS:
+            for i, inner in enumerate(payload, 1):  # several only for message/delivery-status
+                self.message(inner, f"{locator}.{i}", depth + 1, verbatim)
+            return
+        inner = payload[0]
+        encoded = inner.as_bytes(policy=_GENERATOR_POLICY)
+        if not inner.keys():
+            encoded = encoded.lstrip(b"\r\n")
+        data = decode_transfer(encoded, cte)[0]
+        self.add(Part(locator, container.get_content_type(), (), data, depth, "mime", cte, False))
+        self.embedded_message(data, f"{locator}.1", depth + 1, False)
+
+    def embedded_message(self, data: bytes, locator: str, depth: int, verbatim: bool) -> None:
+        """A mail held as data (decoded message/rfc822, an .eml file): parsed and walked."""
+        if depth > self.limits.max_depth:
+            raise self.stop(f"nesting deeper than {self.limits.max_depth} at {locator}")
+        self.message(email.message_from_bytes(data, policy=compat32), locator, depth, verbatim)
+
+    def leaf(self, msg: Message, locator: str, depth: int, verbatim: bool) -> None:
+        ctype = msg.get_content_type()
+        cte = _transfer_encoding(msg)
+        data, note = decode_transfer(_payload_bytes(msg), cte)
+        if note:
+            self.note(f"part {locator}: {note}")
+        names = declared_names(msg)
+        part = Part(locator, ctype, names, data, depth, "mime", cte, verbatim and cte in IDENTITY_ENCODINGS)
+        self.add(part)
+        self.contents(part)
+        if msg.get_content_maintype() == "text" and b"begin" in data:
+            self.uuencoded(part)
+
+    def uuencoded(self, part: Part) -> None:
+        for n, (name, data) in enumerate(uudecode_blocks(part.data, self.budget()), 1):
+            member = Part(f"{part.locator}!uu{n}", "", (name,), data, part.depth + 1, "uuencode", "uuencode",
+                          False)
+            self.add(member)
+            self.contents(member)
+
+    # -- containers ----------------------------------------------------------
+
+    def contents(self, part: Part) -> None:
+        """Walk into what ``part`` holds: an archive (by magic) or a mail (.eml, message/*)."""
+        kind = archive_kind(part.data)
+        if kind is not None:
+            if part.depth + 1 > self.limits.max_depth:
+                raise self.stop(f"nesting deeper than {self.limits.max_depth} at {part.locator}")
+            try:
+                getattr(self, f"open_{kind}")(part)
+            except _Stop:
+                raise
+            except Exception as exc:  # a broken archive is reported, never fatal
+                raise self.stop(f"{where(part)}: {kind} archive unreadable ({type(exc).__name__}: {exc})") from exc
+            return
+        is_mail = part.content_type in ("message/rfc822", "message/global") or any(
+            n.lower().endswith(".eml") for n in part.names)
+        if is_mail:
+            self.embedded_message(part.data, f"{part.locator}.1", part.depth + 1, part.verbatim)
+
+    def member(self, container: Part, name: str, data: bytes, origin: str, encrypted: bool = False) -> None:
+        part = Part(f"{container.locator}!{name}", "", (name,), data, container.depth + 1, origin, origin, False,
+                    encrypted)
+        self.add(part)
+        if not encrypted:
+            self.contents(part)
+
+    def open_zip(self, part: Part) -> None:
+        with zipfile.ZipFile(io.BytesIO(part.data)) as zf:
+            infos = zf.infolist()
+            if len(infos) > self.limits.max_archive_members:
+                raise self.stop(f"{where(part)}: zip lists {len(infos)} entries, over "
+                                f"{self.limits.max_archive_members}")
+            for info in infos:
+                if info.is_dir():
+                    continue
+                if info.flag_bits & 0x1 or info.compress_type == 99:  # traditional or AES encryption
+                    self.member(part, info.filename, b"", "zip", encrypted=True)
+                    continue
+                with zf.open(info) as stream:
+                    data = self.bounded_read(stream, part, info.filename, min(info.compress_size, len(part.data)))
+                self.member(part, info.filename, data, "zip")
+
+    def open_tar(self, part: Part) -> None:
+        with tarfile.open(fileobj=io.BytesIO(part.data), mode="r:") as tf:
+            for count, info in enumerate(tf, 1):
+                if count > self.limits.max_archive_members:
+                    raise self.stop(f"{where(part)}: tar holds more than {self.limits.max_archive_members} entries")
+                if not info.isfile():
+                    continue
+                stream = tf.extractfile(info)
+                data = self.bounded_read(stream, part, info.name, len(part.data)) if stream else b""
+                self.member(part, info.name, data, "tar")
+
+    def open_gzip(self, part: Part) -> None:
+        self.decompressed(part, "gzip", zlib.decompressobj(16 + zlib.MAX_WBITS).decompress)
+
+    def open_bzip2(self, part: Part) -> None:
+        self.decompressed(part, "bzip2", bz2.BZ2Decompressor().decompress)
+
+    def open_xz(self, part: Part) -> None:
+        self.decompressed(part, "xz", lzma.LZMADecompressor().decompress)
+
+    def decompressed(self, part: Part, kind: str, decompress: Callable[[bytes, int], bytes]) -> None:
+        limit = self.budget()
+        data = decompress(part.data, limit + 1)  # max_length: the output is bounded, whatever the input
+        self.check_expansion(part, f"{kind} stream", len(data), len(part.data), limit)
+        self.member(part, _strip_suffix(part.filename or "", kind) or kind, data, kind)
+
+    def bounded_read(self, stream: IO[bytes], part: Part, name: str, packed: int) -> bytes:
+        limit = self.budget()
+        buf = bytearray()
+        while True:
+            chunk = stream.read(min(65536, limit + 1 - len(buf)))
+            if not chunk:
+                return bytes(buf)
+            buf += chunk
+            self.check_expansion(part, name, len(buf), packed, limit)
+
+    def check_expansion(self, part: Part, name: str, size: int, packed: int, limit: int) -> None:
+        if size > limit:
+            raise self.stop(f"{where(part)}: {name} expands past {limit} bytes (compression bomb?)")
+        ratio = self.limits.max_compression_ratio
+        if size > self.limits.ratio_floor_bytes and size > ratio * max(packed, 1):
+            raise self.stop(f"{where(part)}: {name} expands more than {ratio}:1 (compression bomb?)")
+
+
+def where(part: Part) -> str:
+    """A part as people read it: its locator and, when it has one, its name."""
+    return f"{part.locator} ({part.filename})" if part.filename else f"part {part.locator}"
+
+
+def walk_message(raw: bytes, limits: MimeLimits | None = None) -> MimeWalk:
+    """The leaf parts of ``raw``; never raises (what went wrong is in the result)."""
+    walker = _Walker(limits or MimeLimits())
+    if not raw.strip():
+        return MimeWalk((), unparseable="empty message")
+    try:
+        msg = email.message_from_bytes(raw, policy=compat32)
+        if not msg.keys():
+            walker.unparseable = "no header fields"
+        walker.message(msg, "", 0, True)
+    except _Stop:
+        pass
+    except RecursionError:
+        walker.unparseable = "MIME nesting too deep to parse"
+    except Exception as exc:  # noqa: BLE001 - a mail must never crash the stage: it goes to quarantine
+        walker.unparseable = f"parser error: {type(exc).__name__}: {exc}"
+    return MimeWalk(tuple(walker.parts), walker.unparseable, walker.incomplete, tuple(walker.notes))
+
+
+# -- decoding, defensively ----------------------------------------------------
+
+
+def decode_transfer(body: bytes, cte: str) -> tuple[bytes, str | None]:
+    """``body`` decoded from transfer encoding ``cte``, and a note when it was damaged."""
+    if cte == "base64":
+        return decode_base64(body)
+    if cte == "quoted-printable":
+        return binascii.a2b_qp(body), None
+    if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
+        blocks = uudecode_blocks(body, len(body))
+        return (blocks[0][1], None) if blocks else (body, "uuencode without a begin line")
+    if cte in IDENTITY_ENCODINGS:
+        return body, None
+    return body, f"unknown transfer encoding {cte[:40]!r} taken as 8bit"
+
+
+def decode_base64(body: bytes) -> tuple[bytes, str | None]:
+    """Lenient base64: characters outside the alphabet are skipped, each padded run is
+    decoded on its own (concatenated encodings), missing padding is supplied."""
+    note = "base64 with characters outside its alphabet" if _B64_JUNK.search(body) else None
+    out = bytearray()
+    for run in _B64_RUN.findall(body):
+        run = run.rstrip(b"=")
+        run = run[: len(run) - (len(run) % 4 == 1)]  # a lone sixth of a byte decodes to nothing
+        try:
+            out += binascii.a2b_base64(run + b"=" * (-len(run) % 4))
+        except binascii.Error as exc:
+            note = f"base64 undecodable ({exc})"
+    return bytes(out), note
+
+
+def uudecode_blocks(text: bytes, limit: int) -> list[tuple[str, bytes]]:
+    """Every ``begin NNN name`` ... ``end`` block of ``text``: (name, data), each up to ``limit`` bytes."""
+    blocks: list[tuple[str, bytes]] = []
+    for match in _UU_BEGIN.finditer(text):
+        name = _clean_name(match.group(1).decode("utf-8", "replace"))
+        out = bytearray()
+        for line in text[match.end():].lstrip(b"\r\n").splitlines():
+            line = line.rstrip()
+            if line == b"end" or len(out) > limit:
+                break
+            if line in (b"", b"`"):
+                continue
+            # Some encoders pad lines or cut their trailing spaces: the length character
+            # says how many bytes the line holds; keep just the characters that carry them.
+            width = 1 + (((line[0] - 32) & 63) + 2) // 3 * 4
+            try:
+                out += binascii.a2b_uu(line[:width].ljust(width, b" "))
+            except binascii.Error:
+                break
+        if out:
+            blocks.append((name, bytes(out[:limit + 1])))
+    return blocks
+
+
+def declared_names(msg: Message) -> tuple[str, ...]:
+    """Every file name the part declares (they may disagree, and readers differ in
+    which one they show): Content-Disposition filename, Content-Type name."""
+    names: list[str] = []
+    for param, header in (("filename", "content-disposition"), ("name", "content-type")):
+        try:
+            value = msg.get_param(param, header=header)
+        except Exception:  # noqa: BLE001 - a header too broken to read names nothing
+            continue
+        if value is None:
+            continue
+        try:
+            text = email.utils.collapse_rfc2231_value(value, errors="replace")
+        except Exception:  # noqa: BLE001
+            text = str(value)
+        name = _clean_name(_decode_words(str(text)))
+        if name and name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def _decode_words(text: str) -> str:
+    """RFC 2047 encoded words (which RFC 2231 forbids in parameters; mailers use them anyway)."""
+    if "=?" not in text:
+        return text
+    try:
+        chunks = email.header.decode_header(text)
+    except Exception:  # noqa: BLE001
+        return text
+    out = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            out.append(chunk)
+            continue
+        try:
+            out.append(chunk.decode(charset or "ascii", "replace"))
+        except LookupError:  # a charset Python does not know
+            out.append(chunk.decode("latin-1"))
+    return "".join(out)
+
+
+def _clean_name(name: str) -> str:
+    # Undecodable 8-bit header bytes arrive as surrogate escapes: show them as U+FFFD.
+    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return _CONTROL.sub("", name).strip().strip('"').strip()
+
+
+def _payload_bytes(msg: Message) -> bytes:
+    payload = msg.get_payload()
+    if payload is None:
+        return b""
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, list):  # a multipart with a broken structure, read as a leaf
+        return b"".join(_payload_bytes(p) if isinstance(p, Message) else str(p).encode("utf-8", "surrogateescape")
+                        for p in payload)
+    # The bytes parser keeps undecodable bytes as surrogate escapes: this gives them back.
+    return str(payload).encode("utf-8", "surrogateescape")
+
+
+def _transfer_encoding(msg: Message) -> str:
+    value = str(msg.get("content-transfer-encoding", "") or "")
+    return (value.strip().split(None, 1) or [""])[0].strip(";\"'").lower()
+
+
+def _content_type_header(msg: Message) -> str:
+    return " ".join(str(msg.get("content-type", "")).split())[:120]
+
+
+def _strip_suffix(name: str, kind: str) -> str:
+    base = name.rsplit("/", 1)[-1]
+    for suffix in {"gzip": (".gz", ".tgz"), "bzip2": (".bz2", ".tbz"), "xz": (".xz", ".txz")}[kind]:
+        if base.lower().endswith(suffix):
+            return base[: -len(suffix)] + (".tar" if suffix.startswith(".t") else "")
+    return ""

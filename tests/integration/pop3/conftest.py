@@ -1,0 +1,33 @@
+"""Fixtures of the pop3-proxy tests: one real Dovecot per session (plain+STLS and
+POP3S listeners on loopback, its certificate from a trustme CA) and accounts on
+fresh mailboxes. The publisher is in memory (recording.py): Kafka is not under
+test here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingress.pop3.settings import Pop3Account, TlsMode
+from tests.support.dovecot import Dovecot, Mailbox
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    with Dovecot() as dc:
+        yield dc
+
+
+@pytest.fixture
+def make_account(dovecot: Dovecot) -> Callable[..., Pop3Account]:
+    def make(box: Mailbox, tls: TlsMode = "starttls-required", **overrides: Any) -> Pop3Account:
+        port = dovecot.pop3s_port if tls == "implicit" else dovecot.plain_port
+        fields: dict[str, Any] = dict(name=box.user, host=dovecot.host, port=port, tls=tls,
+                                      ca_file=Path(dovecot.ca_file), user=box.user, password=box.password,
+                                      recipient=f"{box.user}@example.com", interval_s=60, timeout_s=10)
+        fields.update(overrides)
+        return Pop3Account(**fields)
+    return make
