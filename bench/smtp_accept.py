@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from control.broker.local import LocalBroker  # noqa: E402
+from bench.scratch import start_scratch_broker  # noqa: E402
 from control.topics import ensure_topics, topic_sizes  # noqa: E402
 from core.settings import KafkaSettings, Settings  # noqa: E402
 from tests.support.ports import free_port, wait_listening  # noqa: E402
@@ -57,11 +57,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
-    defaults = Settings().broker
-    broker = LocalBroker(version=defaults.version, data_dir=tmp / "kafka", cache_dir=defaults.cache_dir,
-                         port=free_port(), controller_port=free_port())
-    print(f"starting Kafka {broker.version} on {broker.bootstrap_servers} ...", flush=True)
-    broker.start(say=lambda _m: None)
+    broker = start_scratch_broker(tmp)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         prefix = "bench."

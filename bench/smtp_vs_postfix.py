@@ -1,13 +1,15 @@
 """Benchmark (not a test): mails/s accepted at the SMTP door, mailgate vs Postfix, one run.
 
-    python bench/smtp_vs_postfix.py [--messages 20000] [--sessions 20] [--size 4096] [--listeners 2]
+    python bench/smtp_vs_postfix.py [--messages 20000] [--sessions 20] [--size 4096] [--listeners 1]
+                                    [--warmup 20000] [--skip-postfix] [--env MAILGATE_X=Y ...]
 
 In one go on this machine: a Kafka broker of its own (temp dir, free ports);
 `mailgate service smtp-server` with LISTENERS processes sharing the port
 (SO_REUSEPORT), each 250 only after Kafka acks=all; then a Postfix instance of its
 own (own config and queue dir; no milter) that queues every mail to disk (fsync)
 and delivers it with the discard transport. Against each: Postfix's
-`smtp-source -s SESSIONS -m MESSAGES -l SIZE` (one connection per mail). Prints
+`smtp-source -s SESSIONS -m MESSAGES -l SIZE` (one connection per mail), after the
+same warm-up run for both (the broker's JIT needs it; Postfix gets it too). Prints
 both rates, the ratio, the load before the run, and checks that mail.in holds one
 record per mail sent. The target of issue #4: mailgate >= 2x Postfix.
 """
@@ -27,10 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from control.broker.local import LocalBroker  # noqa: E402
-from control.topics import ensure_topics, topic_sizes  # noqa: E402
-from core.settings import KafkaSettings, Settings  # noqa: E402
-from tests.support.ports import free_port, wait_listening  # noqa: E402
+from bench.scratch import start_scratch_broker
+from control.topics import ensure_topics, topic_sizes
+from core.settings import KafkaSettings, Settings
+from tests.support.ports import free_port, wait_listening
 
 MASTER_CF = """\
 {port} inet n - n - - smtpd
@@ -105,11 +107,7 @@ def smtp_source(port: int, args: argparse.Namespace) -> float:
 
 
 def mailgate_run(tmp: Path, args: argparse.Namespace) -> tuple[float, int]:
-    defaults = Settings().broker
-    broker = LocalBroker(version=defaults.version, data_dir=tmp / "kafka", cache_dir=defaults.cache_dir,
-                         port=free_port(), controller_port=free_port())
-    print(f"starting Kafka {broker.version} on {broker.bootstrap_servers} ...", flush=True)
-    broker.start(say=lambda _m: None)
+    broker = start_scratch_broker(tmp)
     proc: subprocess.Popen[bytes] | None = None
     try:
         prefix = "bench."
@@ -121,11 +119,11 @@ def mailgate_run(tmp: Path, args: argparse.Namespace) -> tuple[float, int]:
                "MAILGATE_HOME": str(tmp), "MAILGATE_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
                "MAILGATE_KAFKA__TOPIC_PREFIX": prefix, "MAILGATE_SMTP_SERVER__PORT": str(port),
                "MAILGATE_SMTP_SERVER__LISTENERS": str(args.listeners), "MAILGATE_LOG_LEVEL": "warning",
-               "MAILGATE_CONTROL__METRICS_PORT_BASE": str(free_port())}
+               "MAILGATE_CONTROL__METRICS_PORT_BASE": str(free_port()), **dict(e.split("=", 1) for e in args.env)}
         proc = subprocess.Popen([sys.executable, "-m", "control.cli", "service", "smtp-server"], env=env, cwd=tmp)
         wait_listening("127.0.0.1", port)
         time.sleep(2.0 + args.listeners)  # every listener process up (they share the port)
-        smtp_source(port, argparse.Namespace(**{**vars(args), "messages": 200}))  # warm-up
+        smtp_source(port, argparse.Namespace(**{**vars(args), "messages": args.warmup}))  # JIT, caches
         print(f"mailgate smtp-server x{args.listeners}: smtp-source -s {args.sessions} -m {args.messages} "
               f"-l {args.size} ...", flush=True)
         before = topic_sizes(settings)[prefix + "mail.in"][1]
@@ -154,7 +152,7 @@ def postfix_run(tmp: Path, args: argparse.Namespace) -> float:
         sys.exit(f"postfix did not start: {started.stdout}{started.stderr}{log[-2000:]}")
     try:
         wait_listening("127.0.0.1", port)
-        smtp_source(port, argparse.Namespace(**{**vars(args), "messages": 200}))  # warm-up
+        smtp_source(port, argparse.Namespace(**{**vars(args), "messages": args.warmup}))  # the same warm-up
         print("Postfix (disk queue, discard transport): the same smtp-source run ...", flush=True)
         return smtp_source(port, args)
     finally:
@@ -167,8 +165,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--size", type=int, default=4096)
-    parser.add_argument("--listeners", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--listeners", type=int, default=1,
+                        help="smtp-server processes; on 2 cores shared with Kafka and smtp-source, 1 is fastest")
+    parser.add_argument("--warmup", type=int, default=20000, help="mails sent to each peer before the clock starts")
     parser.add_argument("--skip-postfix", action="store_true")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra setting for mailgate, e.g. MAILGATE_KAFKA__LINGER_MS=1")
     args = parser.parse_args()
     load = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))

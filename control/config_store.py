@@ -85,10 +85,49 @@ def _shown(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+FIELDS = leaves(Settings)
+
+
+def check_key(key: str) -> FieldInfo:
+    """The field of a key that may be set through the control plane, or InvalidArgument saying why not."""
+    if not key:
+        raise InvalidArgument("name a setting, e.g. smtp_server.domains")
+    if key.startswith(FIXED) or key in ("kafka", "broker"):
+        raise InvalidArgument(f"{key} is not set through the control plane (it says how a node reaches Kafka "
+                              "or who it is): set it in each node's environment or TOML file")
+    info = FIELDS.get(key)
+    if info is None:
+        close = [k for k in FIELDS if k.split(".")[-1] == key.split(".")[-1] and not k.startswith(FIXED)]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise InvalidArgument(f"unknown setting {key!r}{hint}")
+    return info
+
+
+def validate(key: str, info: FieldInfo, value: str) -> None:
+    """Validates ``value`` as the environment variable of ``key`` would be read."""
+    parsed: Any = value
+    if _structured(info):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument(f"{key} takes JSON (as {env_name(key)} would): {exc}") from None
+    nested: dict[str, Any] = {}
+    node = nested
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = parsed
+    try:
+        Settings.model_validate(nested)
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"] for e in exc.errors())
+        raise InvalidArgument(f"{key}={value!r} is not valid: {problems}") from None
+
+
 class ConfigStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.fields = leaves(Settings)
+        self.fields = FIELDS
         self._topic = TopicNames(settings.kafka.topic_prefix)(CONFIG)
         self._changes: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -120,7 +159,7 @@ class ConfigStore:
             changes = dict(self._changes)
         if not key:
             return [self._entry(k, changes.get(k)) for k in sorted(changes) if changes[k]["value"] is not None]
-        self._field(key)
+        check_key(key)
         return [self._entry(key, changes.get(key))]
 
     def _entry(self, key: str, change: dict[str, Any] | None) -> Entry:
@@ -135,12 +174,12 @@ class ConfigStore:
                      change["event_time"] if change else None, description)
 
     def set(self, principal: Principal, key: str, value: str | None, reason: str = "") -> Entry:
-        info = self._field(key)
+        info = check_key(key)
         if _is_secret(info):
             raise InvalidArgument(f"{key} is a secret: set it in the environment ({env_name(key)}) or the TOML "
                                   "file of each node, not through the control plane (it would be kept in a topic)")
         if value is not None:
-            self._validate(key, info, value)
+            validate(key, info, value)
         with self._lock:
             previous = self._changes.get(key)
         record = {"key": key, "value": value, "previous": previous["value"] if previous else None,
@@ -152,35 +191,3 @@ class ConfigStore:
             self._changes[key] = record
         log.info("configuration changed", key=key, by=principal.actor, reset=value is None)
         return self._entry(key, record)
-
-    def _field(self, key: str) -> FieldInfo:
-        if not key:
-            raise InvalidArgument("name a setting, e.g. smtp_server.domains")
-        if key.startswith(FIXED) or key in ("kafka", "broker"):
-            raise InvalidArgument(f"{key} is not set through the control plane (it says how a node reaches Kafka "
-                                  "or who it is): set it in each node's environment or TOML file")
-        info = self.fields.get(key)
-        if info is None:
-            close = [k for k in self.fields if k.split(".")[-1] == key.split(".")[-1]]
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise InvalidArgument(f"unknown setting {key!r}{hint}")
-        return info
-
-    def _validate(self, key: str, info: FieldInfo, value: str) -> None:
-        parsed: Any = value
-        if _structured(info):
-            try:
-                parsed = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise InvalidArgument(f"{key} takes JSON (as {env_name(key)} would): {exc}") from None
-        nested: dict[str, Any] = {}
-        node = nested
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = parsed
-        try:
-            Settings.model_validate(nested)
-        except ValidationError as exc:
-            problems = "; ".join(e["msg"] for e in exc.errors())
-            raise InvalidArgument(f"{key}={value!r} is not valid: {problems}") from None

@@ -75,9 +75,10 @@ class LagReader:
                 deadline = time.monotonic() + min(self.timeout, 2.0)
                 while len(stamps) < len(waiting) and time.monotonic() < deadline:
                     for msg in self._consumer.consume(len(waiting), 0.2):
-                        if msg.error() is None and msg.partition() not in stamps:
-                            stamps[msg.partition()] = msg.timestamp()[1]
-                            self._consumer.pause([TopicPartition(topic, msg.partition())])
+                        partition = msg.partition()
+                        if msg.error() is None and partition is not None and partition not in stamps:
+                            stamps[partition] = msg.timestamp()[1]
+                            self._consumer.pause([TopicPartition(topic, partition)])
                 return min(stamps.values()) if stamps else None
             finally:
                 self._consumer.unassign()

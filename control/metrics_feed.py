@@ -12,6 +12,7 @@ Counters count from when control-server started (the topics are followed from th
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from confluent_kafka import OFFSET_END, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
@@ -29,7 +30,7 @@ from schemas.topics import MAIL_DELIVERY, SMTP_REJECTED, TOPICS, TopicNames
 log = get_logger("control-server")
 
 
-def rejection_reason(record: dict[str, object]) -> str:
+def rejection_reason(record: dict[str, Any]) -> str:
     """The filter whose verdict refused the transaction (few values: fit for a label)."""
     verdicts = [v for v in record.get("verdicts") or [] if isinstance(v, dict)]
     refusing = [v for v in verdicts if v.get("action") in ("REJECT", "TEMPFAIL")]
@@ -87,10 +88,11 @@ class MetricsFeed:
                              for p in meta[t].partitions])
             while not self._stop.is_set():
                 for msg in consumer.consume(100, 0.5):
-                    if msg.error() is not None or msg.value() is None:
+                    value = msg.value()
+                    if msg.error() is not None or value is None:
                         continue
                     try:
-                        event = codec.decode(msg.value())
+                        event = codec.decode(value)
                     except DecodeError:
                         continue
                     if event.type == "SmtpRejected":

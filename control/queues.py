@@ -72,6 +72,30 @@ def queue_topics(names: TopicNames, queue: str) -> dict[str, str]:
     return {queue: names(QUEUES[queue])}
 
 
+def apply_record(queue: str, held: dict[str, Held], key: bytes | None, value: bytes | None) -> None:
+    """Folds one record of a quarantine topic into ``held`` (mail_id → Held)."""
+    if value is None:
+        if key is not None:
+            held.pop(key.decode(errors="replace"), None)
+        return
+    try:
+        event = default_codec().decode(value)
+    except DecodeError:
+        return  # not ours to show; message-validation quarantines what it cannot read
+    record = event.record
+    if event.type == "MailRouted":
+        held[record["mail_id"]] = Held(queue, record, list(record["rcpt_to"]))
+    elif event.type == "QueueAction" and record["action"] in ("RELEASE", "DELETE"):
+        mail = held.get(record["mail_id"])
+        if mail is None:
+            return
+        if not record["recipients"] or not mail.record["rcpt_to"]:
+            held.pop(record["mail_id"])
+        else:
+            gone = {r.lower() for r in record["recipients"]}
+            mail.remaining = [r for r in mail.remaining if r.lower() not in gone]
+
+
 class QueueBrowser:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -84,7 +108,7 @@ class QueueBrowser:
 
     # -- reading ------------------------------------------------------------------
 
-    def list(self, principal: Principal, queue: str = "", limit: int = 0) -> list[Held]:
+    def list_mails(self, principal: Principal, queue: str = "", limit: int = 0) -> list[Held]:
         if limit < 0:
             raise InvalidArgument(f"limit must be 0 (the default, {DEFAULT_LIMIT}) or more, not {limit}")
         held = [h for q, topic in queue_topics(self.names, queue).items() for h in self._read(q, topic)]
@@ -119,34 +143,12 @@ class QueueBrowser:
                     raise TimeoutError(f"{topic}: not read to its end within 10 s")
                 if msg.error() is not None:
                     continue
-                self._apply(queue, held, msg.key(), msg.value())
-                if msg.offset() + 1 >= ends[msg.partition()][1]:
+                apply_record(queue, held, msg.key(), msg.value())
+                if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0][1]:
                     pending.discard(msg.partition())
         finally:
             consumer.close()
         return [h for h in held.values() if h.remaining or not h.record["rcpt_to"]]
-
-    def _apply(self, queue: str, held: dict[str, Held], key: bytes | None, value: bytes | None) -> None:
-        if value is None:
-            if key is not None:
-                held.pop(key.decode(errors="replace"), None)
-            return
-        try:
-            event = self.codec.decode(value)
-        except DecodeError:
-            return  # not ours to show; message-validation quarantines what it cannot read
-        record = event.record
-        if event.type == "MailRouted":
-            held[record["mail_id"]] = Held(queue, record, list(record["rcpt_to"]))
-        elif event.type == "QueueAction" and record["action"] in ("RELEASE", "DELETE"):
-            mail = held.get(record["mail_id"])
-            if mail is None:
-                return
-            if not record["recipients"] or not mail.record["rcpt_to"]:
-                held.pop(record["mail_id"])
-            else:
-                gone = {r.lower() for r in record["recipients"]}
-                mail.remaining = [r for r in mail.remaining if r.lower() not in gone]
 
     # -- acting -------------------------------------------------------------------
 
@@ -193,7 +195,7 @@ class QueueBrowser:
         self._send(self.names(QUEUES[mail.queue]), mail.mail_id, "QueueAction", record)
 
     def _send(self, topic: str, key: str, event_type: str, record: dict[str, Any]) -> None:
-        self._producer.produce(topic, key=key.encode(), value=self.codec.encode(event_type, record),
-                               headers=self.codec.headers(event_type, record["mail_id"]))
+        headers: list[tuple[str, str | bytes | None]] = list(self.codec.headers(event_type, record["mail_id"]))
+        self._producer.produce(topic, key=key.encode(), value=self.codec.encode(event_type, record), headers=headers)
         if self._producer.flush(self.settings.kafka.produce_timeout_s):
             raise TimeoutError(f"{topic}: the {event_type} record was not acknowledged by Kafka")

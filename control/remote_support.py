@@ -83,7 +83,7 @@ def handler_for(settings: Settings, tokens: Tokens, until_ms: int) -> type[BaseH
 def run(settings: Settings) -> None:
     until_ms = settings.control.run_until_ms
     left = (until_ms - time.time() * 1000) / 1000 if until_ms else 0
-    if left <= 0:
+    if until_ms is None or left <= 0:
         raise SystemExit("remote-support runs only for a limited time, started by an administrator through "
                          "the control plane (mailgate services start remote-support --duration ...)")
     port = settings.control.remote_support_port

@@ -125,7 +125,7 @@ class ControlServicer(pb_grpc.ControlServicer):
 
     def ListQueue(self, request: Any, context: grpc.ServicerContext) -> pb.ListQueueResponse:
         who = current()
-        held = self._call(context, lambda: self.queues.list(who, request.queue, request.limit))
+        held = self._call(context, lambda: self.queues.list_mails(who, request.queue, request.limit))
         return pb.ListQueueResponse(mails=[_mail(h, h.for_whom(who) or list(h.record["rcpt_to"])) for h in held])
 
     def ShowMail(self, request: Any, context: grpc.ServicerContext) -> pb.MailDetail:

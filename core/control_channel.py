@@ -62,9 +62,10 @@ def effective(table: Mapping[str, Record], aspect: str, node: str, service: str)
     return max(found, key=lambda r: (r["event_time"], r["node"] != ALL_NODES), default=None)
 
 
-def event_headers(event_type: str, event_id: str) -> list[tuple[str, bytes]]:
+def event_headers(event_type: str, event_id: str) -> list[tuple[str, str | bytes | None]]:
     """Readable headers of a control event (the codec's, with event-id for mail-id)."""
-    headers = [(k, v) for k, v in default_codec().headers(event_type, event_id) if k != "mail-id"]
+    headers: list[tuple[str, str | bytes | None]] = [
+        (k, v) for k, v in default_codec().headers(event_type, event_id) if k != "mail-id"]
     return [*headers, ("event-id", event_id.encode())]
 
 
@@ -194,41 +195,47 @@ class ControlChannel:
                 log.warning("consumer state not reported", error=str(exc))
 
 
-def attach_faust(app: Any, settings: Settings, service: str) -> None:
-    """Obey control.desired in a Faust app: paused = its consumer fetches nothing.
+class FaustGate:
+    """The pause of a Faust stage, kept in its agents rather than in Faust's consumer:
+    a paused agent stops taking events, so nothing is acknowledged, the committed
+    offsets stay, and the lag grows. Pausing Faust's consumer partitions instead
+    loses records: Faust drops what it fetched for a partition paused mid-batch
+    and later commits past the gap (seen in the control-server test, 2 of 40).
+    Faust's own buffer then fills and applies back-pressure to its fetcher."""
 
-    Faust resumes partitions itself after a rebalance, so a timer keeps the
-    pause applied to whatever the consumer is assigned.
-    """
-    held: set[Any] = set()
-    state = {"paused": False}
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+        self._open.set()
 
-    def apply() -> None:
-        consumer = app.consumer
-        if state["paused"]:
-            tps = set(consumer.assignment())
-            consumer.pause_partitions(tps)  # idempotent: cheap to apply again
-            held.update(tps)
-        elif held:
-            consumer.resume_partitions(held & set(consumer.assignment()))
-            held.clear()
+    @property
+    def paused(self) -> bool:
+        return not self._open.is_set()
 
-    def set_paused(value: bool) -> Callable[[], None]:
-        def run() -> None:
-            state["paused"] = value
-            apply()
-        return run
+    def pause(self) -> None:
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
+
+    async def wait(self) -> None:
+        """Returns at once when running; waits while paused."""
+        if not self._open.is_set():
+            await self._open.wait()
+
+
+def attach_faust(app: Any, settings: Settings, service: str) -> FaustGate:
+    """Obey control.desired in a Faust app; its agents call ``await gate.wait()`` before
+    each event. The app must be built with ``stream_wait_empty=False`` (streams/app.py),
+    or a rebalance would wait for a paused agent to empty its buffer."""
+    gate = FaustGate()
 
     @app.task
     async def control_channel() -> None:
         loop = asyncio.get_running_loop()
-        channel = ControlChannel(settings, service, set_paused(True), set_paused(False), loop)
+        channel = ControlChannel(settings, service, gate.pause, gate.resume, loop)
         try:
             await asyncio.to_thread(channel.start)
         except (LookupError, TimeoutError) as exc:
             log.error("no control channel: pause/resume will not be obeyed", error=str(exc))
 
-    @app.timer(0.5)
-    async def keep_paused() -> None:
-        if state["paused"]:
-            apply()  # a rebalance may have resumed what was paused
+    return gate

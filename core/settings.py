@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import dns.asyncresolver
 
 # Stage settings are declared next to their stage (plain pydantic models) and composed here.
+from ingress.pop3.settings import Pop3Settings  # noqa: E402
 from streams.spam.settings import SpamSettings  # noqa: E402
 from streams.validation.settings import ValidationFilterSettings  # noqa: E402
 
@@ -357,6 +358,7 @@ class Settings(BaseSettings):
     smtp_client: SmtpClientSettings = Field(default_factory=SmtpClientSettings)
     validation: ValidationFilterSettings = Field(default_factory=ValidationFilterSettings)
     spam: SpamSettings = Field(default_factory=SpamSettings)
+    pop3: Pop3Settings = Field(default_factory=Pop3Settings)
     control: ControlSettings = Field(default_factory=lambda: ControlSettings())
 
     @classmethod

@@ -32,6 +32,7 @@ def build_app(settings: Settings, stage: str) -> faust.App:
         producer_max_request_size=int(settings.smtp_server.max_message_size * 1.05) + 65536,
         consumer_max_fetch_size=int(settings.smtp_server.max_message_size * 1.05) + 65536,
         broker_commit_every=100,
+        stream_wait_empty=False,  # a paused agent (core.control_channel.FaustGate) must not stall a rebalance
         broker_commit_interval=1.0,
         datadir=str(data_dir),
         autodiscover=False,

@@ -21,29 +21,32 @@ OUTPUTS = ("control_pb2.py", "control_pb2_grpc.py", "control_pb2.pyi")
 
 def stale(directory: Path = HERE) -> bool:
     """True when a generated module is missing or older than the .proto."""
-    source = PROTO.stat().st_mtime
+    source = (directory / PROTO.name).stat().st_mtime
     return any(not (directory / name).is_file() or (directory / name).stat().st_mtime < source
                for name in OUTPUTS)
 
 
-def generate() -> list[Path]:
-    """Runs protoc (from grpcio-tools) on control.proto; replaces the outputs atomically."""
+def generate(directory: Path = HERE) -> list[Path]:
+    """Runs protoc (from grpcio-tools) on ``directory``/control.proto (the package directory
+    control/proto of a source tree); replaces the outputs atomically."""
     try:
         import grpc_tools
         from grpc_tools import protoc
     except ImportError as exc:  # pragma: no cover - a broken install
         raise RuntimeError("generating the gRPC code needs grpcio-tools: pip install grpcio-tools") from exc
     includes = Path(grpc_tools.__file__).parent / "_proto"
-    with tempfile.TemporaryDirectory(dir=HERE, prefix=".gen-") as tmp:
-        args = ["grpc_tools.protoc", f"-I{ROOT}", f"-I{includes}", f"--python_out={tmp}",
-                f"--pyi_out={tmp}", f"--grpc_python_out={tmp}", str(PROTO.relative_to(ROOT))]
+    root = directory.parent.parent  # imports in the generated code: control.proto.control_pb2
+    proto = directory / PROTO.name
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".gen-") as tmp:
+        args = ["grpc_tools.protoc", f"-I{root}", f"-I{includes}", f"--python_out={tmp}",
+                f"--pyi_out={tmp}", f"--grpc_python_out={tmp}", str(proto.relative_to(root))]
         if protoc.main(args) != 0:
-            raise RuntimeError(f"protoc failed on {PROTO}")
-        made = Path(tmp) / PROTO.parent.relative_to(ROOT)
+            raise RuntimeError(f"protoc failed on {proto}")
+        made = Path(tmp) / directory.relative_to(root)
         written = []
         for name in OUTPUTS:
-            os.replace(made / name, HERE / name)  # atomic: a concurrent importer sees old or new
-            written.append(HERE / name)
+            os.replace(made / name, directory / name)  # atomic: a concurrent importer sees old or new
+            written.append(directory / name)
     return written
 
 

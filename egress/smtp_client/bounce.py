@@ -98,7 +98,7 @@ def build_dsn(routed: dict[str, Any], original: bytes, failed: dict[str, Reply],
         fields += [("Diagnostic-Code", diagnostic.replace("\r", " ").replace("\n", " ")),
                    ("Last-Attempt-Date", format_datetime(now))]
         blocks.append(_block(fields))
-    status.set_payload(blocks)
+    status.set_payload(blocks)  # type: ignore[arg-type]  # message/delivery-status: a list of header blocks
     report.attach(status)
     headers = header_block(original).decode("utf-8", "replace")
     report.attach(_text(headers, "rfc822-headers"))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 
-from egress.smtp_client.connection import Connection, ConnectFailed, Reply, TlsInfo
+from egress.smtp_client.connection import ConnectFailed, Connection, Reply, TlsInfo
 from egress.smtp_client.pool import Pool
 from egress.smtp_client.routing import Route, RouteError
 

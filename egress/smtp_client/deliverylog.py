@@ -69,16 +69,17 @@ class DeliveryLog:
             msg = self._consumer.poll(0.2)
             if msg is None:
                 continue
-            err = msg.error()
+            err, partition, offset = msg.error(), msg.partition() or 0, msg.offset() or 0
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     with self._lock:
-                        self._seen[msg.partition()] = max(self._seen.get(msg.partition(), 0), msg.offset())
+                        self._seen[partition] = max(self._seen.get(partition, 0), offset)
                 continue
-            key = (msg.key() or b"").decode(errors="replace")
+            raw_key = msg.key() or b""
+            key = raw_key.decode(errors="replace") if isinstance(raw_key, bytes) else raw_key
             value = msg.value()
             with self._lock:
-                self._seen[msg.partition()] = msg.offset() + 1
+                self._seen[partition] = offset + 1
                 if value is None:
                     self._done.pop(key, None)
                     continue

@@ -83,7 +83,7 @@ class Router:
     async def _mx_hosts(self, domain: str) -> tuple[Host, ...]:
         try:
             answer = await self.resolver.resolve(domain, "MX")
-            mxs = sorted(((r.preference, random.random(), r.exchange.to_text().rstrip(".")) for r in answer))
+            mxs = sorted((r.preference, random.random(), r.exchange.to_text().rstrip(".")) for r in answer)
             names = [name for _, _, name in mxs]
         except dns.resolver.NXDOMAIN:
             raise RouteError(550, f"5.1.2 domain {domain} does not exist (DNS NXDOMAIN)") from None

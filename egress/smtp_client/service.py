@@ -8,8 +8,9 @@ when everything it caused is acknowledged by Kafka (``offsets.OffsetTracker``).
 
 A retry-topic partition whose next record is not due yet is paused and sought
 back to that record, and resumed when it is due (``retry.DueGate``): no sleeping
-while holding the group. ``pause()`` (SIGUSR1) stops consuming and lets what
-runs finish; ``resume()`` (SIGUSR2) goes on from the committed position.
+while holding the group. ``pause()`` (control.desired through the control channel, or
+SIGUSR1) stops consuming and lets what runs finish; ``resume()`` (or SIGUSR2)
+goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import asyncio
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from core.control_channel import ControlChannel
 from core.kafka import AsyncProducer, KafkaUnavailable, make_consumer
 from core.logging import get_logger
 from core.settings import Settings
@@ -41,6 +44,8 @@ log = get_logger("smtp-client")
 
 SERVICE = "smtp-client"
 POLL_S = 0.1
+COMMIT_S = 0.1  # how often finished offsets are committed
+STUCK_S = 5.0  # a backlog full for this long pauses the partitions (they are resumed with room)
 NEVER = 1 << 62  # the due time of a record held while the service is paused
 
 
@@ -64,6 +69,10 @@ class SmtpClient:
         self.tasks: set[asyncio.Task[None]] = set()
         self.paused = False
         self._seeks: list[tuple[TP, int]] = []
+        self._backlog: deque[Message] = deque()  # consumed, waiting for room (pausing on every full would
+        # make the fetcher start over each time)
+        self._full_since: float | None = None
+        self._room = asyncio.Event()
         self._paused_tps: set[TP] = set()
         self._assignment: set[TP] = set()
         self._finished: dict[TP, list[tuple[int, str]]] = {}  # copies done, tombstoned once committed
@@ -113,6 +122,7 @@ class SmtpClient:
         self.gate.forget(tps)
         self._paused_tps -= tps
         self._assignment -= tps
+        self._backlog = deque(m for m in self._backlog if (m.topic(), m.partition()) not in tps)
         with self._lock:
             for tp in tps:
                 self._finished.pop(tp, None)
@@ -139,7 +149,8 @@ class SmtpClient:
         if not self.paused:
             self.gate.forget({tp for tp, (_, due) in self.gate.waiting.items() if due >= NEVER})
             self.gate.release_due(_now_ms())
-        full = self.tracker.in_flight() >= self.settings.smtp_client.concurrency
+        # Long full (a slow destination): pause, so the group sees us polling without fetching more.
+        full = self._full_since is not None and time.monotonic() - self._full_since > STUCK_S
         want = set(self.gate.waiting) | (self._assignment if self.paused or full else set())
         want &= self._assignment
         if want - self._paused_tps:
@@ -168,15 +179,26 @@ class SmtpClient:
                  smarthost=self.settings.smtp_client.smarthost or None, log_entries=len(self.dlog))
         if ready is not None:
             ready.set()
-        housekeeping = time.monotonic()
+        housekeeping = committed = time.monotonic()
         try:
             while not self.stop.is_set():
                 await self._call(self._steer, self.consumer)
-                room = self.settings.smtp_client.concurrency - self.tracker.in_flight()
-                messages = await self._call(self.consumer.consume, max(room, 1), POLL_S)
-                for msg in messages:
-                    self._dispatch(msg)
-                await self._call(self._commit_sync, self.consumer, self.tracker.committable())
+                want = 2 * self.settings.smtp_client.concurrency - len(self._backlog)
+                if want > 0 or self._full_since is not None and time.monotonic() - self._full_since > STUCK_S:
+                    wait = POLL_S if not self._backlog else 0.005
+                    self._backlog.extend(await self._call(self.consumer.consume, max(want, 1), wait))
+                else:  # the backlog is full: wait for room rather than fetch more
+                    self._room.clear()
+                    try:
+                        await asyncio.wait_for(self._room.wait(), POLL_S)
+                    except TimeoutError:
+                        pass
+                self._drain_backlog()
+                if time.monotonic() - committed > COMMIT_S:
+                    committed = time.monotonic()
+                    await self._call(self._commit_sync, self.consumer, self.tracker.committable())
+                full = len(self._backlog) >= 2 * self.settings.smtp_client.concurrency
+                self._full_since = (self._full_since or time.monotonic()) if full else None
                 if time.monotonic() - housekeeping > 1.0:
                     housekeeping = time.monotonic()
                     self._spawn(self._housekeeping())
@@ -190,31 +212,43 @@ class SmtpClient:
             await self.dlog.forget(forget)
         await self.pool.expire()
 
-    def _dispatch(self, msg: Message) -> None:
+    def _drain_backlog(self) -> None:
+        if self.paused:
+            while self._backlog:
+                self._dispatch(self._backlog.popleft())  # held at their offsets, sought back
+            return
+        room = self.settings.smtp_client.concurrency - self.tracker.in_flight()
+        while self._backlog and room > 0:
+            if self._dispatch(self._backlog.popleft()):
+                room -= 1
+
+    def _dispatch(self, msg: Message) -> bool:
+        """Start work on a record; False when there was none to start (held, or not a record)."""
         err = msg.error()
         if err is not None:
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error", error=err.str())
-            return
-        tp, offset = (msg.topic(), msg.partition()), msg.offset()
+            return False
+        tp, offset = (msg.topic() or "", msg.partition() or 0), msg.offset() or 0
         if self.gate.holds(tp):
-            return  # fetched before the pause took hold: read again after the seek
+            return False  # fetched before the pause took hold: read again after the seek
         if self.paused:
             self._hold(tp, offset, NEVER)
-            return
+            return False
         raw = msg.value() or b""
+        problem: Exception | None = None
         try:
             routed: dict[str, Any] | None = self.codec.decode(raw, expect="MailRouted").record
         except Exception as exc:  # DecodeError and friends: the poison policy applies
             routed, problem = None, exc
         else:
-            problem = None
             due = routed.get("due_time") if routed else None
             if due and due > _now_ms():
                 self._hold(tp, offset, due)
-                return
+                return False
         ticket = self.tracker.started(tp, offset)
         self._spawn(self._handle(msg, raw, routed, problem, ticket))
+        return True
 
     def _hold(self, tp: TP, offset: int, due_ms: int) -> None:
         self.gate.hold(tp, offset, due_ms)
@@ -247,6 +281,7 @@ class SmtpClient:
                 with self._lock:
                     self._finished.setdefault(ticket.tp, []).append((ticket.offset, key))
         self.tracker.finished(ticket)
+        self._room.set()
 
     async def _shutdown(self) -> None:
         work = [t for t in self.tasks if not t.done()]
@@ -300,7 +335,8 @@ class SmtpClient:
 
     async def _quarantine(self, msg: Message, raw: bytes, exc: Exception) -> None:
         headers = dict(msg.headers() or [])
-        mail_id = (headers.get("mail-id") or b"").decode(errors="replace") or None
+        found = headers.get("mail-id") or b""
+        mail_id = (found.decode(errors="replace") if isinstance(found, bytes) else found) or None
         record = unreadable_record(mail_id, raw, f"{type(exc).__name__}: {exc}", self.settings.node, SERVICE)
         log.warning("quarantined unreadable record", mail_id=record["mail_id"], reason=record["reasons"][0],
                     partition=msg.partition(), offset=msg.offset())
@@ -317,4 +353,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, stop: as
             loop.add_signal_handler(sig, action)
         except (NotImplementedError, RuntimeError):
             pass
-    await client.run(ready)
+    # control.desired: `mailgate` pause/resume of the consumer group reaches the client here.
+    channel = await asyncio.to_thread(
+        ControlChannel(settings, SERVICE, pause=client.pause, resume=client.resume, loop=loop).start)
+    try:
+        await client.run(ready)
+    finally:
+        await asyncio.to_thread(channel.stop)

@@ -2,33 +2,35 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
 from ingress.pop3.settings import Pop3Account
 from schemas import pack_message
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-_RETURN_PATH = re.compile(rb"^return-path:[ \t]*((?:[^\r\n]|\r?\n[ \t])*)", re.IGNORECASE | re.MULTILINE)
 _HEADER_SCAN = 256 * 1024  # a header block past this is not searched for Return-Path
+_NAME = b"return-path:"
 
 
 def return_path(raw: bytes) -> str:
     """The envelope sender the delivering server recorded: the first Return-Path
     header of the header block; "" for ``<>`` or when there is none."""
     head = raw[:_HEADER_SCAN]
-    end = _HEADER_END.search(head)
-    if end is not None:
-        head = head[:end.start() + 1]
-    m = _RETURN_PATH.search(head)
-    if m is None:
+    ends = [i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0]
+    if ends:
+        head = head[:min(ends) + 1]
+    low = head.lower()
+    start = 0 if low.startswith(_NAME) else low.find(b"\n" + _NAME) + 1
+    if start == 0 and not low.startswith(_NAME):
         return ""
-    value = re.sub(rb"\r?\n[ \t]", b" ", m[1]).strip()
+    lines: list[bytes] = []
+    for line in head[start + len(_NAME):].split(b"\n"):
+        if lines and line[:1] not in (b" ", b"\t"):
+            break  # the next header
+        lines.append(line.rstrip(b"\r"))
+    value = b" ".join(lines).strip()
     if b"<" in value:
-        value = value[value.index(b"<") + 1:]
-        value = value.split(b">", 1)[0]
-    value = value.strip()
+        value = value[value.index(b"<") + 1:].split(b">", 1)[0].strip()
     if not value or any(c <= 0x20 or c == 0x7F for c in value):
         return ""
     return value[:998].decode("utf-8", "replace")

@@ -11,6 +11,7 @@ import hmac
 import os
 import sys
 from collections.abc import Mapping
+
 from pydantic import SecretStr
 
 

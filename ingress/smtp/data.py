@@ -15,7 +15,7 @@ class DataCollector:
     """Fed raw chunks after the 354; ``feed`` returns the bytes that follow the end
     of the data (possibly b"") once the end is seen, else None."""
 
-    __slots__ = ("limit", "_buf", "_scanned", "too_big", "content", "_started")
+    __slots__ = ("_buf", "_scanned", "_started", "content", "limit", "too_big")
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit

@@ -42,7 +42,8 @@ class GreylistSync:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def _publish(self, key: str, entry: Triplet) -> None:
         task = asyncio.get_running_loop().create_task(self.producer.send(self.topic, key.encode(), entry.to_bytes()))

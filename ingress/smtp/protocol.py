@@ -22,6 +22,8 @@ NO_STATUS = ("220", "334", "354")  # greeting, AUTH challenges, DATA go-ahead
 
 def with_status(reply: str) -> str:
     """The reply with an enhanced status code (RFC 2034) when it lacks one."""
+    if reply[5:6] == "." and reply[4:5].isdigit():
+        return reply  # the usual case: ours carry one
     code = reply[:3]
     if code in NO_STATUS or HAS_STATUS.match(reply) or not code.isdigit():
         return reply

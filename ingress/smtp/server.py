@@ -10,26 +10,23 @@ With ``listeners`` > 1, that many processes share the ports (SO_REUSEPORT).
 from __future__ import annotations
 
 import asyncio
-import io
 import multiprocessing
 import signal
 import ssl
 from typing import Any
 
-import avro.io
-
 from core.kafka import AsyncProducer
 from core.logging import get_logger
 from core.settings import Settings
 from ingress.smtp.auth import Authenticator
+from ingress.smtp.encoding import FastEncoder
+from ingress.smtp.engine import SmtpEngine
 from ingress.smtp.filters import build_chain
 from ingress.smtp.greylist_kafka import GreylistSync
 from ingress.smtp.handler import GatewayHandler
-from ingress.smtp.engine import SmtpEngine
 from ingress.smtp.protocol import ConnectionTracker
 from ingress.smtp.tls import server_context
 from schemas import Codec, default_codec
-from schemas.codec import MAGIC, fingerprint
 from schemas.topics import SMTP_GREYLIST, SMTP_REJECTED, TopicNames
 
 log = get_logger("smtp-server")
@@ -45,17 +42,11 @@ class MailInPublisher:
         self.codec = codec
         self.rejected_topic = rejected_topic
         self._pending: set[asyncio.Task[Any]] = set()
-        schema = codec.schema("MailReceived")
-        self._schema, self._writer = schema, avro.io.DatumWriter(schema)
-        self._prefix = MAGIC + fingerprint(schema)
+        self._fast = FastEncoder(codec.schema("MailReceived"))
 
     def encode(self, event: dict[str, Any]) -> bytes:
-        """codec.encode("MailReceived", ...) without its validation pass (the event is ours,
-        built by events.mail_received; a unit test holds the two to the same bytes)."""
-        buf = io.BytesIO()
-        buf.write(self._prefix)
-        self._writer.write_data(self._schema, event, avro.io.BinaryEncoder(buf))
-        return buf.getvalue()
+        """codec.encode("MailReceived", ...), compiled (``encoding``): the same bytes, faster."""
+        return self._fast.encode(event)
 
     async def publish(self, event: dict[str, Any]) -> None:
         value = self.encode(event)
@@ -79,15 +70,28 @@ class MailInPublisher:
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
-    """Run this node's smtp-server: this process, plus ``listeners - 1`` children."""
+    """Run this node's smtp-server: this process, plus ``listeners - 1`` children
+    (restarted when one dies) sharing the ports through SO_REUSEPORT."""
     cfg = settings.smtp_server
-    children = [_spawn(settings, i) for i in range(1, cfg.listeners)]
+    children = {i: _spawn(settings, i) for i in range(1, cfg.listeners)}
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for i, child in list(children.items()):
+                if not child.is_alive():
+                    log.warning("listener process died, starting it again", listener=i, code=child.exitcode)
+                    children[i] = _spawn(settings, i)
+
+    watcher = asyncio.get_running_loop().create_task(watch()) if children else None
     try:
         await serve_listener(settings, ready, stop, reuse_port=cfg.listeners > 1)
     finally:
-        for child in children:
+        if watcher is not None:
+            watcher.cancel()
+        for child in children.values():
             child.terminate()
-        for child in children:
+        for child in children.values():
             child.join(15)
 
 
@@ -110,13 +114,33 @@ def _child(settings: Settings, index: int) -> None:
 async def serve_listener(settings: Settings, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None,
                          reuse_port: bool = False) -> None:
     """One listener process: its producer, its filter chain, its sockets."""
-    cfg = settings.smtp_server
     names = TopicNames(settings.kafka.topic_prefix)
     producer = AsyncProducer(settings, "smtp-server")
-    greylist = None
+    try:
+        await _listen(settings, producer, ready, stop, reuse_port, names)
+    finally:
+        left = await asyncio.to_thread(producer.close, 10.0)
+        log.info("stopped", unacknowledged=left)
+
+
+async def _listen(settings: Settings, producer: AsyncProducer, ready: asyncio.Event | None,
+                  stop: asyncio.Event | None, reuse_port: bool, names: TopicNames) -> None:
+    cfg = settings.smtp_server
+    greylist: GreylistSync | None = None
     if cfg.greylist.enabled:
         greylist = GreylistSync(settings, names(SMTP_GREYLIST), producer)
-        await asyncio.to_thread(greylist.start)
+    try:
+        if greylist is not None:
+            await asyncio.to_thread(greylist.start)
+        await _serve(settings, producer, greylist, ready, stop, reuse_port, names)
+    finally:
+        if greylist is not None:
+            greylist.stop()
+
+
+async def _serve(settings: Settings, producer: AsyncProducer, greylist: GreylistSync | None,
+                 ready: asyncio.Event | None, stop: asyncio.Event | None, reuse_port: bool, names: TopicNames) -> None:
+    cfg = settings.smtp_server
     chain = build_chain(cfg, greylist.store if greylist else None)
     publisher = MailInPublisher(producer, names.mail_in, default_codec(), names(SMTP_REJECTED))
     auth_offered = bool(cfg.auth.users)
@@ -161,7 +185,3 @@ async def serve_listener(settings: Settings, ready: asyncio.Event | None = None,
             if not tracker.open:
                 break
             await asyncio.sleep(0.02)
-        if greylist is not None:
-            greylist.stop()
-        left = await asyncio.to_thread(producer.close, 10.0)
-        log.info("stopped", unacknowledged=left)

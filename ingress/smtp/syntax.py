@@ -31,11 +31,8 @@ def split_path(arg: str, keyword: str) -> tuple[str, str]:
     if rest.startswith("<>"):
         return "", rest[2:].strip()
     try:
-        if rest.startswith("<"):
-            token, params = get_angle_addr(rest)
-        else:
-            token, params = get_addr_spec(rest)
-        address = token.addr_spec
+        token, params = get_angle_addr(rest) if rest.startswith("<") else get_addr_spec(rest)
+        address = str(token.addr_spec)
     except (HeaderParseError, IndexError, AttributeError):
         raise SyntaxProblem(553, "5.1.3", "Error: malformed address") from None
     if not address or address == "<>":

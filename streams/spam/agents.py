@@ -9,6 +9,7 @@ from typing import Any
 
 import faust
 
+from core.control_channel import FaustGate
 from core.logging import get_logger
 from core.settings import Settings
 from core.tables import TableFollower
@@ -39,7 +40,9 @@ def pattern_record(pattern: Pattern) -> dict[str, Any]:
     return {**pattern.to_record(), "event_time": int(time.time() * 1000)}
 
 
-def register(app: faust.App, topics: StreamTopics, codec: Codec, settings: Settings, spam: SpamFilter) -> None:
+def register(app: faust.App, topics: StreamTopics, codec: Codec, settings: Settings, spam: SpamFilter,
+             gate: FaustGate | None = None) -> None:
+    gate = gate or FaustGate()
     node = settings.node
 
     async def publish_pattern(pattern: Pattern | None, pattern_id: str) -> None:
@@ -50,6 +53,7 @@ def register(app: faust.App, topics: StreamTopics, codec: Codec, settings: Setti
     @app.agent(topics.mail_in, name="score")
     async def score(stream: faust.StreamT) -> None:
         async for event in stream.events():
+            await gate.wait()  # paused: this event and the rest stay unacknowledged (lag grows)
             raw_event: bytes = event.value
             try:
                 mail = codec.decode(raw_event, expect="MailReceived").record

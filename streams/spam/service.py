@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import faust
 
+from core.control_channel import attach_faust
 from core.settings import Settings
 from schemas import default_codec
 from streams.app import build_app, run_worker
@@ -19,7 +20,8 @@ from streams.topics import StreamTopics
 def build(settings: Settings) -> faust.App:
     app = build_app(settings, STAGE)
     spam = SpamFilter(settings.spam, node=settings.node)
-    register(app, StreamTopics(app, settings.kafka.topic_prefix), default_codec(), settings, spam)
+    gate = attach_faust(app, settings, STAGE)  # pause/resume of the consumers, as control.desired says
+    register(app, StreamTopics(app, settings.kafka.topic_prefix), default_codec(), settings, spam, gate)
     return app
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from core.control_channel import FaustGate
 from core.logging import get_logger
 from schemas import Codec, DecodeError, unpack_message
 from schemas.quarantine import unreadable_record
@@ -21,7 +22,9 @@ def header(event: faust.EventT, name: str) -> str | None:
     return None
 
 
-def register(app: faust.App, topics: StreamTopics, codec: Codec, node: str, inspector: Inspector) -> None:
+def register(app: faust.App, topics: StreamTopics, codec: Codec, node: str, inspector: Inspector,
+             gate: FaustGate | None = None) -> None:
+    gate = gate or FaustGate()
     async def send(route: Route) -> None:
         value = codec.encode("MailRouted", route.record)
         await topics.by_queue[route.queue].send(
@@ -30,6 +33,7 @@ def register(app: faust.App, topics: StreamTopics, codec: Codec, node: str, insp
     @app.agent(topics.mail_scored, name="validate")
     async def validate(stream: faust.StreamT) -> None:
         async for event in stream.events():
+            await gate.wait()  # paused: this event and the rest stay unacknowledged (lag grows)
             raw: bytes = event.value
             try:
                 scored = codec.decode(raw, expect="MailScored").record

@@ -23,8 +23,8 @@ FAUST_LOGLEVEL = {"debug": "debug", "info": "info", "warning": "warn", "warn": "
 def build(settings: Settings) -> faust.App:
     app = build_app(settings, STAGE)
     inspector = Inspector(settings.validation, virus_scan=settings.validation.virus_scan)
-    register(app, StreamTopics(app, settings.kafka.topic_prefix), default_codec(), settings.node, inspector)
-    attach_faust(app, settings, STAGE)  # pause/resume of the consumers, as control.desired says
+    gate = attach_faust(app, settings, STAGE)  # pause/resume of the consumers, as control.desired says
+    register(app, StreamTopics(app, settings.kafka.topic_prefix), default_codec(), settings.node, inspector, gate)
     return app
 
 

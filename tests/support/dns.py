@@ -31,7 +31,6 @@ import socketserver
 import struct
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import dns.asyncresolver
 import dns.exception
@@ -41,8 +40,8 @@ import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
-import dns.rrset
 import dns.reversename
+import dns.rrset
 import pytest
 
 from core.settings import DnsSettings
@@ -70,7 +69,7 @@ class DnsServer:
         self.ttl = ttl
         self.queries: list[_Key] = []
         self._records: dict[_Key, list[str]] = {}
-        self._failures: dict[str, int | None] = {}
+        self._failures: dict[str, dns.rcode.Rcode | None] = {}
         self._lock = threading.Lock()
         self._udp, self._tcp = self._bind(port)
         self.port: int = self._udp.server_address[1]
@@ -228,7 +227,7 @@ class DnsServer:
     def __enter__(self) -> DnsServer:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from typing import Self
 
 
 class RawSmtp:
@@ -96,7 +97,7 @@ class RawSmtp:
         except OSError:
             pass
 
-    def __enter__(self) -> RawSmtp:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

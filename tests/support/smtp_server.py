@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from confluent_kafka import KafkaException
 
@@ -49,7 +49,7 @@ class SmtpServer:
     def tls_port(self) -> int | None:
         return self.settings.smtp_server.tls.port
 
-    def start(self) -> SmtpServer:
+    def start(self) -> Self:
         from ingress.smtp.server import serve_listener
 
         ensure_topics(self.settings)
@@ -89,8 +89,9 @@ class SmtpServer:
         if self._error is not None:
             raise self._error
 
-    def __enter__(self) -> SmtpServer:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

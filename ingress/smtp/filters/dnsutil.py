@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dns.asyncbackend
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
+
+# Named, not detected: the engine runs a step's first part outside any task (sniffio would fail).
+ASYNCIO = dns.asyncbackend.get_backend("asyncio")
 
 
 class DnsTempError(Exception):
@@ -14,7 +18,7 @@ class DnsTempError(Exception):
 async def lookup(resolver: dns.asyncresolver.Resolver, name: str, rtype: str) -> list[str]:
     """The records' texts; [] when the name or the type does not exist."""
     try:
-        answer = await resolver.resolve(name, rtype, search=False)
+        answer = await resolver.resolve(name, rtype, search=False, backend=ASYNCIO)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return []
     except (dns.resolver.NoNameservers, dns.exception.Timeout, dns.resolver.LifetimeTimeout) as exc:

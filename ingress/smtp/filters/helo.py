@@ -12,6 +12,7 @@ from core.settings import HeloFilterSettings
 from ingress.smtp.filters.verdict import CONTINUE, Check, Stage, Verdict, reject
 
 LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+PLAIN_FQDN = re.compile(r"^(?=.{1,253}\.?$)(?:(?!-)[A-Za-z0-9-]{1,63}(?<!-)\.)+[A-Za-z][A-Za-z0-9-]{0,62}(?<!-)\.?$")
 
 
 def literal_ok(name: str) -> bool:
@@ -27,6 +28,8 @@ def literal_ok(name: str) -> bool:
 
 def helo_problem(name: str, require_fqdn: bool) -> tuple[int, str] | None:
     """(code, reason) when the name is unacceptable, else None."""
+    if PLAIN_FQDN.match(name):
+        return None  # the usual case, at once
     if name.startswith("[") and name.endswith("]"):
         return None if literal_ok(name) else (501, "Invalid address literal")
     try:

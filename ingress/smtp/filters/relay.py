@@ -35,6 +35,8 @@ def parse_networks(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddre
 
 
 def in_networks(ip: str, nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    if not nets:
+        return False
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:

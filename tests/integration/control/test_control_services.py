@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from email.message import EmailMessage
 from pathlib import Path
@@ -24,6 +25,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from control.rpc import pb
 from control.services import SERVICES
+from core.kafka import make_producer
+from schemas import default_codec, new_mail_id, pack_message
 from tests.integration.control.conftest import ADMIN_TOKEN, NODE, USER_TOKEN, Node, wait_until
 
 STATE = pb.ServiceState
@@ -181,9 +184,38 @@ def test_pause_validation_lag_grows_then_drains(node: Node) -> None:
     node.admin("ResumeConsumers", pb.ConsumerGroupRequest(group=node.service("message-validation").queue.group))
     wait_until("lag drained to 0", lambda: node.service("message-validation").queue.depth == 0, timeout=60)
     mails = node.sink.wait_for(before + 12, timeout=60)
-    subjects = {line for m in mails for line in m.data.decode().splitlines() if line.startswith("Subject: paused")}
+    subjects = {line for m in mails[before:] for line in m.data.decode().splitlines()
+                if line.startswith("Subject: paused")}
     assert subjects == {f"Subject: paused {i}" for i in range(12)}
     assert not node.service("message-validation").queue.paused
+
+
+def inject(node: Node, count: int) -> None:
+    """MailReceived records straight onto mail.in, as smtp-server writes them."""
+    codec, producer = default_codec(), make_producer(node.gateway.settings(), "test")
+    for i in range(count):
+        mail_id, raw = new_mail_id(), mail(100 + i)
+        record = {"mail_id": mail_id, "event_time": int(time.time() * 1000), "node": NODE, "origin": "SMTP",
+                  "mail_from": "s@outside.test", "rcpt_to": [f"u{100 + i}@example.com"], "size": len(raw),
+                  "message": pack_message(raw)}
+        for field in codec.schema("MailReceived").fields:
+            record.setdefault(field.name, field.default if field.has_default else None)
+        producer.produce(f"{node.gateway.prefix}mail.in", key=mail_id.encode(),
+                         value=codec.encode("MailReceived", record), headers=codec.headers("MailReceived", mail_id))
+    assert producer.flush(10) == 0
+
+
+def test_pause_while_records_arrive_loses_none(node: Node) -> None:
+    """Pausing a Faust app as records stream in: every record is still routed once resumed."""
+    before = len(node.sink.mails)
+    inject(node, 20)
+    node.admin("PauseConsumers", pb.ConsumerGroupRequest(group="message-validation"))
+    inject(node, 20)
+    wait_until("validation reported paused", lambda: node.service("message-validation").queue.paused)
+    node.admin("ResumeConsumers", pb.ConsumerGroupRequest(group="message-validation"))
+    wait_until("lag drained to 0", lambda: node.service("message-validation").queue.depth == 0
+               and not node.service("message-validation").queue.paused, timeout=60)
+    node.sink.wait_for(before + 40, timeout=60)
 
 
 def test_killed_service_is_brought_back(node: Node) -> None:
@@ -199,14 +231,22 @@ def test_metrics_of_every_service(node: Node) -> None:
     names = ["smtp-server", "message-validation", "smtp-client", "control-server"]
     port = {name: node.metrics_base + i for i, name in enumerate(SERVICES)}  # the engine's assignment
     pages = {}
+    def page_of(name: str) -> str | None:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port[name]}/metrics", timeout=10).read().decode()
+        except OSError:  # a service restarted by an earlier test may still be starting
+            return None
+
     for name in names:
-        pages[name] = urllib.request.urlopen(f"http://127.0.0.1:{port[name]}/metrics", timeout=10).read().decode()
+        pages[name] = wait_until(f"{name}'s /metrics answering", lambda: page_of(name), timeout=30)
         assert f'mailgate_service_up{{node="{NODE}",service="{name}"}} 1.0' in pages[name], name
         assert "process_cpu_seconds_total" in pages[name]
-    control = wait_until("queue sizes and lag on control-server's /metrics", lambda: (page := urllib.request.urlopen(
-        f"http://127.0.0.1:{port['control-server']}/metrics", timeout=10).read().decode())
-        if 'mailgate_queue_records{queue="mail.in"}' in page and "mailgate_latency_seconds_count" in page
-        else None, timeout=30)
+    def control_page() -> str | None:
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port['control-server']}/metrics", timeout=10).read().decode()
+        return page if 'mailgate_queue_records{queue="mail.in"}' in page and "mailgate_latency_seconds_count" in page \
+            else None
+
+    control = wait_until("queue sizes, lag and delivery latency on control-server's /metrics", control_page, timeout=30)
     assert f'mailgate_consumer_lag_records{{group="{node.gateway.prefix}mailgate.message-validation"' in control
 
 

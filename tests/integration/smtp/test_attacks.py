@@ -4,6 +4,8 @@ may ever produce a second mail or a reply to an injected command."""
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 
 from tests.integration.smtp.conftest import StartServer
@@ -53,15 +55,26 @@ def test_smuggling_is_refused_and_nothing_is_published(smtp_server: StartServer,
     assert "bare <" in rejected[0]["reason"] and rejected[0]["verdicts"][-1]["filter"] == "limits"
 
 
-def test_starttls_injection_is_discarded(smtp_server: StartServer) -> None:
+@pytest.mark.parametrize("split", [False, True], ids=["one-packet", "two-packets"])
+def test_starttls_injection_is_discarded(smtp_server: StartServer, split: bool) -> None:
     srv = smtp_server()
+    injected = b"MAIL FROM:<injected@outside.test>\r\nRCPT TO:<b@example.com>\r\nNOOP\r\n"
     with RawSmtp(srv.port) as s:
         s.expect(220)
         s.command("EHLO attacker.test", 250)
         # Commands pipelined after STARTTLS in the clear must die with the clear stream.
-        s.send(b"STARTTLS\r\nMAIL FROM:<injected@outside.test>\r\nRCPT TO:<b@example.com>\r\nNOOP\r\n")
+        if split:
+            s.send(b"STARTTLS\r\n")
+            s.send(injected)
+        else:
+            s.send(b"STARTTLS\r\n" + injected)
         s.expect(220)
-        s.starttls()
+        try:
+            s.starttls()
+        except (ssl.SSLError, OSError):
+            assert split  # the injected bytes reached the handshake as garbage: it failed, nothing ran
+            assert srv.mail_in() == []
+            return
         assert s.silent(0.7), "the server answered commands that were injected before the TLS handshake"
         s.command("NOOP", 250)
         s.command("EHLO attacker.test", 250)

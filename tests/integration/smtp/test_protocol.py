@@ -116,3 +116,27 @@ def test_no_auth_when_none_is_configured(smtp_server: StartServer) -> None:
         assert "AUTH" not in s.command("EHLO c.test", 250)
         s.command("AUTH PLAIN AGFsaWNlAHg=", 502)
 
+
+
+def test_auth_login_and_cancel_by_hand(smtp_server: StartServer) -> None:
+    import base64
+
+    srv = smtp_server(auth={"users": {"carol": "pw-of-carol"}})
+    b64 = lambda s: base64.b64encode(s.encode()).decode()
+    with RawSmtp(srv.port) as s:
+        s.expect(220)
+        s.command("EHLO c.test", 250)
+        s.command("AUTH LOGIN", 538)
+        s.command("STARTTLS", 220)
+        s.starttls()
+        assert "AUTH PLAIN LOGIN" in s.command("EHLO c.test", 250)
+        s.command("AUTH LOGIN", 334)
+        s.command("*", 501)  # the client gave up
+        assert s.command("AUTH LOGIN", 334) == "VXNlcm5hbWU6"
+        assert s.command(b64("carol"), 334) == "UGFzc3dvcmQ6"
+        s.command(b64("wrong"), 535)
+        s.command("AUTH PLAIN !!notbase64", 501)
+        s.command(f"AUTH PLAIN {b64(chr(0) + 'carol' + chr(0) + 'pw-of-carol')}", 235)
+        s.command("AUTH PLAIN x", 503)
+        s.command("MAIL FROM:<carol@example.com>", 250)
+        s.command("RCPT TO:<friend@elsewhere.test>", 250)  # relaying for an authenticated user

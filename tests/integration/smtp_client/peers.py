@@ -35,13 +35,20 @@ class Script:
     default: str = "250 2.0.0 Ok: in the scripted sink"
     refuse: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    # Hold the DATA reply (no 250 yet) for these recipients, and for every mail once ``hold_after``
+    # mails are kept, until ``release`` is set.
+    hold: set[str] = field(default_factory=set)
+    hold_after: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 class _Handler:
     def __init__(self, script: Script) -> None:
         self.script = script
         self.mails: list[Got] = []
+        self.orphans: list[Got] = []  # taken while the client was already gone: it never saw the 250
         self.mail_commands = 0
+        self.held = 0
         self.lock = threading.Lock()
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -61,13 +68,21 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.script.delay_s:
             await asyncio.sleep(self.script.delay_s)
+        after = self.script.hold_after
+        if set(envelope.rcpt_tos) & self.script.hold or (after is not None and len(self.mails) >= after):
+            self.held += 1
+            while not self.script.release.is_set():
+                await asyncio.sleep(0.02)
+        reader = getattr(server, "_reader", None)
+        gone = server.transport is None or server.transport.is_closing() or (reader is not None and reader.at_eof())
         with self.lock:
             reply = self.script.data_replies.popleft() if self.script.data_replies else self.script.default
             if reply.startswith("2"):
                 obj = server.transport.get_extra_info("ssl_object") if server.transport else None
                 tls = obj.version() if obj is not None else None
-                self.mails.append(Got(envelope.mail_from or "", list(envelope.rcpt_tos),
-                                      envelope.original_content or b"", tls, id(session)))
+                got = Got(envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b"",
+                          tls, id(session))
+                (self.orphans if gone else self.mails).append(got)
         return reply
 
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import trustme
 
+from control.auth import Principal
+from control.plane import ControlPlane
+from core.control_channel import ControlChannel
 from tests.integration.smtp_client.conftest import Harness, message
 from tests.integration.smtp_client.peers import DroppingServer, ScriptedSink
 from tests.support.dns import DnsServer
@@ -106,16 +109,33 @@ async def test_connections_are_reused_and_limited_per_destination(harness_factor
     assert sink.counter.sessions <= 4, f"{sink.counter.sessions} sessions for 30 mails: connections not reused"
 
 
-async def test_pause_stops_delivery_and_resume_goes_on(harness_factory: Callable[..., Harness]) -> None:
+async def test_pausing_the_consumer_group_stops_delivery_and_resuming_goes_on(
+        harness_factory: Callable[..., Harness]) -> None:
+    """Through the control plane, as an administrator does: control.desired → the client's control channel."""
     with ScriptedSink() as sink:
         h = harness_factory(transport={"dest.test": sink.address})
         client = await h.start()
-        client.pause()
-        h.feed(*(h.routed(message(f"paused {i}"), [f"p{i}@dest.test"]) for i in range(5)))
-        await asyncio.sleep(2.5)
-        assert sink.mails == []
-        client.resume()
-        await sink.await_for(5)
-        await asyncio.sleep(1)
-        await h.stop()
-    assert sorted(m.rcpt_to[0] for m in sink.mails) == [f"p{i}@dest.test" for i in range(5)]
+        loop = asyncio.get_running_loop()
+        channel = await asyncio.to_thread(ControlChannel(h.settings, "smtp-client", pause=client.pause,
+                                                         resume=client.resume, loop=loop).start)
+        plane = await asyncio.to_thread(ControlPlane(h.settings).start)
+        admin = Principal("admin", "test")
+        try:
+            h.send(message("before the pause"), ["before@dest.test"])
+            await sink.await_for(1)
+            await asyncio.to_thread(plane.set_consumers, admin, "smtp-client", "*", "paused")
+            for _ in range(100):
+                if client.paused:
+                    break
+                await asyncio.sleep(0.05)
+            h.feed(*(h.routed(message(f"paused {i}"), [f"p{i}@dest.test"]) for i in range(5)))
+            await asyncio.sleep(2.5)
+            assert [m.rcpt_to for m in sink.mails] == [["before@dest.test"]], "delivered while paused"
+            await asyncio.to_thread(plane.set_consumers, admin, "smtp-client", "*", "running")
+            await sink.await_for(6)
+            await asyncio.sleep(1)
+            await h.stop()
+        finally:
+            await asyncio.to_thread(channel.stop)
+            await asyncio.to_thread(plane.stop)
+    assert sorted(m.rcpt_to[0] for m in sink.mails) == ["before@dest.test", *(f"p{i}@dest.test" for i in range(5))]
