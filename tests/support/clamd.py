@@ -31,6 +31,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.support.ports import free_port
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -49,9 +51,8 @@ def corpus_paths(folder: str = "easy_ham", limit: int | None = None) -> list[Pat
     """Mail files of the SpamAssassin corpus (shared/corpora beside the repo, or
     MAILGATE_CORPORA), read in place, never copied into the repo."""
     directory = CORPORA / "spamassassin" / folder
-    if not directory.is_dir():
-        raise FileNotFoundError(f"no corpus at {directory}: the corpora live in shared/ beside the repo"
-                                " (or set MAILGATE_CORPORA)")
+    if not directory.is_dir():  # the corpus is the workspace's, not the repo's: a bare checkout lacks it
+        pytest.skip(f"no corpus at {directory}: the corpora live in shared/ beside the repo (or set MAILGATE_CORPORA)")
     paths = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("cmds"))
     return paths[:limit] if limit is not None else paths
 
