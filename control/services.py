@@ -74,6 +74,7 @@ def _validation(settings: Settings) -> None:
 def _spam_filter(settings: Settings) -> None:
     from streams.spam.service import run
 
+    _metrics(settings, "spam-filter")
     run(settings)
 
 

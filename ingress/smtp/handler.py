@@ -6,12 +6,14 @@ acknowledged it. Refused transactions are recorded as SmtpRejected events (no bo
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 from aiosmtpd.smtp import Envelope, Session
 
 from core.kafka import KafkaUnavailable
 from core.logging import get_logger
+from core.metrics import LATENCY, MAILS, REJECTIONS
 from ingress.smtp.events import mail_received, sender, smtp_rejected
 from ingress.smtp.filters import Chain, Check, Client, Stage, Transaction, Verdict, reject, tempfail
 from ingress.smtp.filters.relay import RelayControl, relay_verdict
@@ -102,18 +104,23 @@ class GatewayHandler:
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         event = mail_received(envelope, session, self.node)
         mail_id = event["mail_id"]
+        started = time.monotonic()
         try:
             await self.publisher.publish(event)
         except (KafkaUnavailable, TimeoutError) as exc:
             log.warning("not accepted: kafka unavailable", mail_id=mail_id, error=str(exc))
+            REJECTIONS.labels("smtp-server", "queue").inc()
             verdict = tempfail("queue", 451, "4.3.0", "Temporary failure: the mail queue is unavailable, try again later")
             _tx(envelope).verdicts.append(verdict.at(Stage.DATA, None))
             return verdict.reply
         _tx(envelope).accepted = True
+        LATENCY.labels("smtp-server", "accept").observe(time.monotonic() - started)  # DATA end to broker ack
+        MAILS.labels("smtp-server", "mail.in").inc()
         log.debug("accepted", mail_id=mail_id, mail_from=event["mail_from"],
                   rcpt=len(event["rcpt_to"]), size=event["size"], peer=event["client_address"])
         return f"250 2.0.0 Ok: queued as {mail_id}"
 
     def _refuse(self, session: Session, verdict: Verdict, address: str) -> str:
+        REJECTIONS.labels("smtp-server", verdict.filter).inc()
         log.info("refused", filter=verdict.filter, reply=verdict.reply, address=address, peer=_client(session).ip)
         return verdict.reply

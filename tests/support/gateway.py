@@ -16,8 +16,8 @@ from tests.support.ports import free_port, wait_listening
 class Gateway:
     """`mailgate up` against a given broker, on free ports, with its own topic prefix."""
 
-    def __init__(self, bootstrap: str, home: Path, smarthost: str, **env: str) -> None:
-        self.prefix = f"t{uuid.uuid4().hex[:8]}."
+    def __init__(self, bootstrap: str, home: Path, smarthost: str, prefix: str | None = None, **env: str) -> None:
+        self.prefix = prefix or f"t{uuid.uuid4().hex[:8]}."  # another node of the same cluster: its prefix
         self.smtp_port = free_port()
         self.home = home
         self.log_path = home / "gateway.log"

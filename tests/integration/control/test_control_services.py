@@ -228,9 +228,10 @@ def test_killed_service_is_brought_back(node: Node) -> None:
 
 
 def test_metrics_of_every_service(node: Node) -> None:
-    names = ["smtp-server", "message-validation", "smtp-client", "control-server"]
+    names = ["smtp-server", "spam-filter", "message-validation", "smtp-client", "control-server"]
     port = {name: node.metrics_base + i for i, name in enumerate(SERVICES)}  # the engine's assignment
     pages = {}
+
     def page_of(name: str) -> str | None:
         try:
             return urllib.request.urlopen(f"http://127.0.0.1:{port[name]}/metrics", timeout=10).read().decode()
@@ -241,6 +242,10 @@ def test_metrics_of_every_service(node: Node) -> None:
         pages[name] = wait_until(f"{name}'s /metrics answering", lambda: page_of(name), timeout=30)
         assert f'mailgate_service_up{{node="{NODE}",service="{name}"}} 1.0' in pages[name], name
         assert "process_cpu_seconds_total" in pages[name]
+    asyncio.run(send(node.gateway.smtp_port, 1, first=950))
+    smtp = page_of("smtp-server") or ""
+    assert 'mailgate_mails_total{queue="mail.in",service="smtp-server"}' in smtp
+    assert 'mailgate_latency_seconds_count{service="smtp-server",step="accept"}' in smtp
     def control_page() -> str | None:
         page = urllib.request.urlopen(f"http://127.0.0.1:{port['control-server']}/metrics", timeout=10).read().decode()
         return page if 'mailgate_queue_records{queue="mail.in"}' in page and "mailgate_latency_seconds_count" in page \
