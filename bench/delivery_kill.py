@@ -9,6 +9,12 @@ answered 250 for twice: its first 250 was read by the killed client (or still
 in its socket buffer) before the delivery log record left the process. Mails the
 sink took after the client was gone are counted apart ("orphans"). Prints the
 figures of each round and the load average (the 2 cores are shared).
+
+Each duplicate is also placed in time: how long before the kill the sink gave
+its first 250, and whether the delivery log record for it had reached the broker
+before the kill (the log topic of the run uses broker append times). A duplicate
+whose record was on the broker would be a bug; the others fell in the window no
+client can close: between the next hop's 250 and the log record on the broker.
 """
 
 from __future__ import annotations
@@ -26,19 +32,54 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
 from bench.scratch import start_scratch_broker
 from control.topics import ensure_topics
+from core.kafka import make_admin, make_consumer
+from core.settings import Settings
+from schemas import default_codec
+from schemas.topics import DELIVERY_LOG, TopicNames
 from tests.integration.smtp_client.conftest import Harness, message
 from tests.integration.smtp_client.peers import ScriptedSink
 from tests.integration.smtp_client.test_kill_9 import service_env, start
 from tests.support.kafka import Broker
 
 
-def one_round(bootstrap: str, n: int, workdir: Path) -> tuple[int, int, int, int]:
+def broker_append_times(settings: Settings, topic: str) -> dict[str, float]:
+    """Recipient → when the broker appended the first delivery log record marking it done."""
+    codec = default_codec()
+    consumer = make_consumer(settings, f"{topic}.bench", "bench", **{"enable.partition.eof": True})
+    parts = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    appended: dict[str, float] = {}
+    at_end: set[int] = set()
+    while len(at_end) < len(parts) and (msg := consumer.poll(10)) is not None:
+        if msg.error() is not None:
+            at_end.add(msg.partition() or 0)
+        elif (value := msg.value()) is not None:
+            for rcpt in codec.decode(value).record["done"]:
+                appended[rcpt] = min(appended.get(rcpt, float("inf")), msg.timestamp()[1] / 1000)
+    consumer.close()
+    return appended
+
+
+def append_times_by_broker(settings: Settings, topic: str) -> None:
+    admin = make_admin(settings)
+    change = ConfigResource("topic", topic, incremental_configs=[ConfigEntry(
+        "message.timestamp.type", "LogAppendTime", incremental_operation=AlterConfigOpType.SET)])
+    for done in admin.incremental_alter_configs([change]).values():
+        done.result(10)
+
+
+def one_round(bootstrap: str, n: int, workdir: Path) -> tuple[int, int, int, int, str]:
     from tests.integration.smtp_client.conftest import settings_for
 
     settings = settings_for(Broker("external", bootstrap))
     ensure_topics(settings)
+    log_topic = TopicNames(settings.kafka.topic_prefix)(DELIVERY_LOG)
+    append_times_by_broker(settings, log_topic)
     h = Harness(settings)
     with ScriptedSink() as sink:
         h.feed(*(h.routed(message(f"kill {i}"), [f"k{i}@dest.test"]) for i in range(n)))
@@ -47,6 +88,7 @@ def one_round(bootstrap: str, n: int, workdir: Path) -> tuple[int, int, int, int
         try:
             sink.wait_for(random.randint(n // 10, n // 2), timeout=300)
             proc.send_signal(signal.SIGKILL)
+            killed = time.time()
             proc.wait(10)
             at_kill = len(sink.mails)
             proc = start(env, workdir / "client.log")
@@ -57,7 +99,14 @@ def one_round(bootstrap: str, n: int, workdir: Path) -> tuple[int, int, int, int
             proc.wait(30)
     counts = Counter(m.rcpt_to[0] for m in sink.mails)
     lost = n - len(set(counts) | {m.rcpt_to[0] for m in sink.handler.orphans})
-    return at_kill, sum(c - 1 for c in counts.values()), len(sink.handler.orphans), lost
+    dups = sorted(r for r, c in counts.items() if c > 1)
+    appended = broker_append_times(settings, log_topic)
+    first_250 = {r: min(m.at for m in sink.mails if m.rcpt_to[0] == r) for r in dups}
+    logged = sum(appended.get(r, float("inf")) < killed for r in dups)
+    before = sorted(1000 * (killed - t) for t in first_250.values())
+    where = (f"250s {before[0]:.1f}-{before[-1]:.1f} ms before the kill, {logged} logged on the broker before it"
+             if dups else "")
+    return at_kill, sum(c - 1 for c in counts.values()), len(sink.handler.orphans), lost, where
 
 
 def main() -> None:
@@ -74,11 +123,11 @@ def main() -> None:
     total_dups = 0
     try:
         for r in range(args.rounds):
-            at_kill, dups, orphans, lost = one_round(bootstrap, args.messages, workdir)
+            at_kill, dups, orphans, lost, where = one_round(bootstrap, args.messages, workdir)
             total_dups += dups
             load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
             print(f"round {r + 1}: kill -9 after {at_kill} of {args.messages}: {dups} duplicates, "
-                  f"{orphans} orphans, {lost} lost; load average {load}")
+                  f"{orphans} orphans, {lost} lost; load average {load}" + (f"\n  duplicates: {where}" if where else ""))
         print(f"duplicates after kill -9: {total_dups} in {args.rounds} kills "
               f"({total_dups / args.rounds:.1f} per kill)")
     finally:

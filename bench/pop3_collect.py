@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 from core.logging import setup_logging  # noqa: E402
 from ingress.pop3.collector import AccountCollector, CycleReport  # noqa: E402
 from ingress.pop3.settings import Pop3Account  # noqa: E402
-from ingress.pop3.uidls import MemoryUidlStore, UidlEntry, record_key  # noqa: E402
+from ingress.pop3.kafka import KafkaUidlStore, MailInPublisher  # noqa: E402
+from ingress.pop3.uidls import MemoryUidlStore  # noqa: E402
 from schemas import Codec, default_codec  # noqa: E402
 from tests.support.dovecot import Dovecot, Mailbox, corpus_messages  # noqa: E402
 
@@ -66,29 +67,18 @@ class CodecPublisher:
         self.mail_ids.append(event["mail_id"])
 
 
-class KafkaPublisher(CodecPublisher):
+class KafkaPublisher(MailInPublisher):
+    """pop3-proxy's own publisher to mail.in (each event awaited until acks=all), counting."""
+
     def __init__(self, codec: Codec, producer: Any, topic: str) -> None:
-        super().__init__(codec)
-        self.producer, self.topic = producer, topic
+        super().__init__(producer, topic, codec)
+        self.mail_ids: list[str] = []
+        self.bytes = 0  # raw mail bytes here: the encoded size is not seen
 
     async def publish(self, event: dict[str, Any]) -> None:
-        value = self.codec.encode("MailReceived", event)
-        await self.producer.send(self.topic, event["mail_id"].encode(), value,
-                                 self.codec.headers("MailReceived", event["mail_id"]))
-        self.bytes += len(value)
+        await super().publish(event)
+        self.bytes += event["size"]
         self.mail_ids.append(event["mail_id"])
-
-
-class KafkaUidlStore(MemoryUidlStore):
-    """Bench-only: the in-memory table, each write first acknowledged by pop3.uidls."""
-
-    def __init__(self, producer: Any, topic: str) -> None:
-        super().__init__()
-        self.producer, self.topic = producer, topic
-
-    async def put(self, account: str, uidl: str, entry: UidlEntry) -> None:
-        await self.producer.send(self.topic, record_key(account, uidl), entry.to_bytes())
-        await super().put(account, uidl, entry)
 
 
 def account(dc: Dovecot, box: Mailbox, tls: str) -> Pop3Account:
@@ -136,7 +126,7 @@ def poplib_loop(dc: Dovecot, box: Mailbox, tls: str, n: int) -> tuple[float, int
     return time.monotonic() - began, octets
 
 
-async def collect(acct: Pop3Account, publisher: CodecPublisher, store: MemoryUidlStore,
+async def collect(acct: Pop3Account, publisher: Any, store: MemoryUidlStore,
                   max_in_flight: int) -> tuple[float, CycleReport]:
     c = AccountCollector(acct, publisher, store, "bench", max_in_flight=max_in_flight)
     began = time.monotonic()
@@ -146,7 +136,7 @@ async def collect(acct: Pop3Account, publisher: CodecPublisher, store: MemoryUid
     return time.monotonic() - began, report
 
 
-def run_collect(args: argparse.Namespace, acct: Pop3Account) -> tuple[float, CycleReport, CodecPublisher]:
+def run_collect(args: argparse.Namespace, acct: Pop3Account) -> tuple[float, CycleReport, Any]:
     codec = default_codec()
     if not args.kafka:
         pub = CodecPublisher(codec)
@@ -168,7 +158,7 @@ def run_collect(args: argparse.Namespace, acct: Pop3Account) -> tuple[float, Cyc
         ensure_topics(settings)
         names = TopicNames("bench.")
 
-        async def go() -> tuple[float, CycleReport, CodecPublisher]:
+        async def go() -> tuple[float, CycleReport, KafkaPublisher]:
             producer = AsyncProducer(settings, "pop3-bench")
             kpub = KafkaPublisher(codec, producer, names.mail_in)
             store = KafkaUidlStore(producer, names(POP3_UIDLS))
@@ -177,7 +167,7 @@ def run_collect(args: argparse.Namespace, acct: Pop3Account) -> tuple[float, Cyc
                 return secs, rep, kpub
             finally:
                 await asyncio.to_thread(producer.close, 10.0)
-                kpub.producer = store.producer = None
+                kpub.producer = store.producer = None  # type: ignore[assignment]
 
         result = asyncio.run(go())
         gc.collect()  # the producer goes before the broker does (else librdkafka complains of refusals)
@@ -219,7 +209,7 @@ def main() -> None:
           f" {CPU['poplib'] / n * 1e6:>12.0f}")
     print(f"ratio pop3-proxy / poplib: {plain / mg:.2f}")
     print(f"collected {report.collected}, deleted {report.deleted}, distinct mail ids {len(set(pub.mail_ids))},"
-          f" encoded {pub.bytes / 1e6:.1f} MB; left on the server: {left[0]} / {left[1]}")
+          f" {'raw' if args.kafka else 'encoded'} {pub.bytes / 1e6:.1f} MB; left on the server: {left[0]} / {left[1]}")
     if report.collected != n or len(set(pub.mail_ids)) != n or left != (0, 0):
         sys.exit("not every mail was collected exactly once and deleted")
 

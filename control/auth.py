@@ -83,8 +83,11 @@ class AuthInterceptor(grpc.ServerInterceptor):
         if method.startswith(OPEN_PREFIXES):
             return continuation(details)
         handler = continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
+        if handler.unary_unary is None:  # fail closed: only unary calls get the token check below
+            return _deny(grpc.StatusCode.UNIMPLEMENTED,
+                         f"{method} is a streaming method, and the token check covers unary methods only")
         token = bearer(details.invocation_metadata)
         principal = self.tokens.resolve(token) if token else None
         if principal is None:

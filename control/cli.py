@@ -7,6 +7,9 @@
     mailgate services list|start|stop|restart|pause|resume   # through control-server (gRPC)
     mailgate queue list|show|release|delete|report            # the quarantine queues
     mailgate config get|set|reset                             # configuration changes, as events
+    mailgate pop3 status             # the POP3 accounts: last success, last error
+    mailgate archive search|export|verify|hold|retention      # the mail archive of this node
+    mailgate delivery show MAIL_ID   # what happened to a mail, per recipient (mail.delivery)
     mailgate sink                    # an SMTP sink to deliver to while trying things out
 """
 
@@ -25,7 +28,10 @@ from rich.console import Console
 from rich.table import Table
 
 from control.broker.local import BrokerError, LocalBroker
+from control.cli_archive import register as register_archive_commands
 from control.cli_control import register as register_control_commands
+from control.cli_delivery import register as register_delivery_commands
+from control.pop3_status import register as register_pop3_commands
 from control.services import SERVICES
 from core.logging import setup_logging
 from core.settings import Settings
@@ -40,6 +46,9 @@ topics_app = typer.Typer(help="The topics (queues) of the gateway.", no_args_is_
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 register_control_commands(app)
+register_delivery_commands(app)
+register_archive_commands(app)
+register_pop3_commands(app)
 
 out = Console()
 err = Console(stderr=True)

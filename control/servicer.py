@@ -73,6 +73,25 @@ def _mail(held: Held, recipients: list[str]) -> pb.QueuedMail:
                          received=_ts(record["received_time"]), reasons=record["reasons"])
 
 
+EXPORT_FORMATS = {pb.EXPORT_FORMAT_MBOX: "mbox", pb.EXPORT_FORMAT_EML: "eml"}
+
+
+def _archive_query(request: Any) -> Any:
+    from egress.maildepot.search import Query
+
+    return Query(sender=request.sender, recipient=request.recipient, subject=request.subject, text=request.text,
+                 since_ms=request.since.ToMilliseconds() if request.HasField("since") else None,
+                 until_ms=request.until.ToMilliseconds() if request.HasField("until") else None,
+                 mail_ids=tuple(request.mail_ids), limit=request.limit, offset=request.offset)
+
+
+def _archived(row: dict[str, Any]) -> pb.ArchivedMail:
+    return pb.ArchivedMail(mail_id=row["mail_id"], mail_from=row["mail_from"], rcpt_to=row["rcpt_to"],
+                           subject=row["subject"], date=_ts(row["date_ms"]), received=_ts(row["received_ms"]),
+                           size=row["size"], sha256=row["sha256"], rule=row["rule"], source=row["source"],
+                           hold=row["hold"] or "", expires=_ts(row["expires_ms"]))
+
+
 def _entry(entry: Entry) -> pb.ConfigEntry:
     return pb.ConfigEntry(key=entry.key, value=entry.value, overridden=entry.overridden,
                           changed_by=entry.changed_by, changed_at=_ts(entry.changed_ms), env=entry.env,
@@ -165,3 +184,18 @@ class ControlServicer(pb_grpc.ControlServicer):
     def WhoAmI(self, request: Any, context: grpc.ServicerContext) -> pb.WhoAmIResponse:
         who = current()
         return pb.WhoAmIResponse(name=who.name, role=who.role)
+
+    # -- archive (this node's store, read-only: control.archive) ---------------------------
+
+    def SearchArchive(self, request: Any, context: grpc.ServicerContext) -> pb.ArchiveSearchResponse:
+        from control.archive import find
+
+        rows = self._call(context, lambda: find(self.plane.settings, _archive_query(request)))
+        return pb.ArchiveSearchResponse(mails=[_archived(r) for r in rows])
+
+    def ExportArchive(self, request: Any, context: grpc.ServicerContext) -> pb.ArchiveExportResponse:
+        from control.archive import exported
+
+        fmt = EXPORT_FORMATS.get(request.format, "")
+        chunks = self._call(context, lambda: exported(self.plane.settings, _archive_query(request.query), fmt))
+        return pb.ArchiveExportResponse(chunks=[pb.ArchiveChunk(mail_id=m, data=d) for m, d in chunks])

@@ -38,6 +38,7 @@ from schemas.topics import CONTROL_DESIRED, CONTROL_STATUS, TopicNames
 log = get_logger("control-channel")
 
 PROCESS, CONSUMERS, REFRESH = "process", "consumers", "refresh"
+ACCOUNT = "account"  # aspect prefix of a collector's per-account status: account/<name> (pop3-proxy)
 ALL_NODES = "*"
 Record = dict[str, Any]
 

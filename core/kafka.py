@@ -113,7 +113,8 @@ class AsyncProducer:
         while not self._closing.is_set():
             self._producer.poll(0.05)
 
-    async def send(self, topic: str, key: bytes | str, value: bytes, headers: Headers = ()) -> Message:
+    async def send(self, topic: str, key: bytes | str, value: bytes | None, headers: Headers = ()) -> Message:
+        # value None: a tombstone (compacted topics forget the key)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Message] = loop.create_future()
 

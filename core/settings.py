@@ -12,7 +12,7 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -23,13 +23,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-if TYPE_CHECKING:
-    import dns.asyncresolver
-
 # Stage settings are declared next to their stage (plain pydantic models) and composed here.
+from core.dns_settings import DnsSettings  # noqa: E402,F401  (re-exported: core.settings.DnsSettings)
+from core.dns_settings import split_list as _split_list  # noqa: E402
 from ingress.pop3.settings import Pop3Settings  # noqa: E402
 from streams.spam.settings import SpamSettings  # noqa: E402
 from streams.validation.settings import ValidationFilterSettings  # noqa: E402
+from egress.maildepot.settings import MaildepotSettings  # noqa: E402
+from ingress.connector.settings import ConnectorSettings  # noqa: E402
+from streams.archive.settings import ArchiveSettings  # noqa: E402
 
 CONFIG_ENV = "MAILGATE_CONFIG"
 DEFAULT_CONFIG_FILE = "mailgate.toml"
@@ -223,12 +225,6 @@ class SmtpServerSettings(_SmtpListSplitter):
         return [d.lower() for d in v]
 
 
-def _split_list(v: Any) -> Any:
-    if isinstance(v, str):
-        return [x.strip() for x in v.split(",") if x.strip()]
-    return v
-
-
 def _split_map(v: Any) -> Any:
     """"a.test=x,b.test=y" (or JSON, or a TOML table) → {"a.test": "x", "b.test": "y"}."""
     if isinstance(v, str):
@@ -253,35 +249,6 @@ def parse_hostport(value: str, default_port: int) -> tuple[str, int]:
     if not sep or ":" in host:
         return value, default_port
     return host, int(port or default_port)
-
-
-class DnsSettings(BaseModel):
-    """Which DNS servers a service asks (MX lookups; rDNS, DNSBL, SPF)."""
-
-    nameservers: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Comma-separated addresses; empty: those of /etc/resolv.conf."
-    )
-    port: int = Field(default=53, ge=1, le=65535)
-    timeout_s: float = Field(default=5.0, gt=0, description="Lifetime of one lookup, all servers and retries.")
-
-    @field_validator("nameservers", mode="before")
-    @classmethod
-    def _split(cls, v: Any) -> Any:
-        return _split_list(v)
-
-    def resolver(self) -> dns.asyncresolver.Resolver:
-        """An asyncio resolver with these servers (no cache: answers are as fresh as the DNS)."""
-        import dns.asyncresolver
-
-        if self.nameservers:
-            res = dns.asyncresolver.Resolver(configure=False)
-            res.nameservers = list(self.nameservers)
-        else:
-            res = dns.asyncresolver.Resolver()
-        res.port = self.port
-        res.lifetime = self.timeout_s
-        res.timeout = min(self.timeout_s, 2.0)
-        return res
 
 
 TlsPolicy = Literal["none", "may", "required"]
@@ -359,6 +326,9 @@ class Settings(BaseSettings):
     validation: ValidationFilterSettings = Field(default_factory=ValidationFilterSettings)
     spam: SpamSettings = Field(default_factory=SpamSettings)
     pop3: Pop3Settings = Field(default_factory=Pop3Settings)
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    maildepot: MaildepotSettings = Field(default_factory=MaildepotSettings)
+    connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
     control: ControlSettings = Field(default_factory=lambda: ControlSettings())
 
     @classmethod

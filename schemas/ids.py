@@ -24,3 +24,10 @@ def mail_id_time_ms(mail_id: str) -> int:
     for ch in mail_id.upper():
         value = value * 32 + _ALPHABET.index(ch)
     return value >> 80
+
+
+def stable_mail_id(ms: int, entropy: bytes) -> str:
+    """A mail id made from a time and given bytes instead of random ones, so that the same
+    input always gets the same id (an import repeated after a crash is stored only once)."""
+    value = (max(ms, 0) & ((1 << 48) - 1)) << 80 | int.from_bytes(entropy[:10].rjust(10, b"\0"), "big")
+    return "".join(_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(26)))

@@ -33,6 +33,7 @@ MAIL_RETRY = (MAIL_RETRY_1, MAIL_RETRY_2, MAIL_RETRY_3)  # smtp_client.retry_del
 DELIVERY_LOG = "mail.delivery.log"
 SMTP_REJECTED = "smtp.rejected"
 SMTP_GREYLIST = "smtp.greylist"
+VALIDATION_ROUTED = "validation.routed"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SMTP_REJECTED, "SMTP transactions refused in phase 1 (SmtpRejected), without the body",
               carries_mail=False),
     TopicSpec(SMTP_GREYLIST, "greylisting triplets shared by every node", compacted=True, carries_mail=False),
+    TopicSpec(VALIDATION_ROUTED, "mail ids message-validation has routed (RoutingMark), per mail.scored partition",
+              compacted=True, carries_mail=False),
 )
 
 

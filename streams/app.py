@@ -34,6 +34,10 @@ def build_app(settings: Settings, stage: str) -> faust.App:
         broker_commit_every=100,
         stream_wait_empty=False,  # a paused agent (core.control_channel.FaustGate) must not stall a rebalance
         broker_commit_interval=1.0,
+        # The group's session timeout, from kafka.extra as for the other consumers: how soon a killed
+        # worker's partitions go to the others (and to its own restart). Faust's default: 60 s.
+        broker_session_timeout=int(settings.kafka.extra.get("session.timeout.ms", "60000")) / 1000,
+        broker_heartbeat_interval=min(3.0, int(settings.kafka.extra.get("session.timeout.ms", "60000")) / 3000),
         datadir=str(data_dir),
         autodiscover=False,
     )

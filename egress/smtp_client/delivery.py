@@ -10,9 +10,11 @@ dead is replaced by a new one to the same host, once.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiosmtplib
+from aiosmtplib.protocol import normalize_message_line_endings
 
 from egress.smtp_client.connection import ConnectFailed, Connection, Reply, TlsInfo
 from egress.smtp_client.pool import Pool
@@ -52,6 +54,9 @@ class Outcome:
         return [r for r, reply in self.failed.items() if reply.permanent]
 
 
+OnAccepted = Callable[[Outcome], Awaitable[None]]
+
+
 def _all(recipients: list[str], reply: Reply, next_hop: str = "") -> Outcome:
     return Outcome(failed={r: reply for r in recipients}, next_hop=next_hop)
 
@@ -60,32 +65,69 @@ class _Dead(Exception):
     """The connection broke before the transaction began: try another one."""
 
 
+class _Refused(Exception):
+    """MAIL, DATA or the final reply refused; ``refused`` keeps the recipients RCPT had refused already."""
+
+    def __init__(self, error: aiosmtplib.SMTPResponseException, refused: dict[str, Reply]) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.refused = refused
+
+
+async def _sendmail(client: aiosmtplib.SMTP, mail_from: str, recipients: list[str],
+                    data: bytes) -> tuple[dict[str, Reply], str]:
+    """MAIL, RCPT per recipient, DATA: (refused recipients, the DATA reply's text). Like aiosmtplib's
+    sendmail, except that a 4xx/5xx to DATA keeps the RCPT replies: a recipient refused with 550 is
+    bounced at once, not retried with the others."""
+    refused: dict[str, Reply] = {}
+    options = [f"size={len(normalize_message_line_endings(data))}"] if client.supports_extension("size") else []
+    try:
+        await client.mail(mail_from, options=options)
+        for rcpt in recipients:
+            try:
+                await client.rcpt(rcpt)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                refused[rcpt] = Reply(exc.code, exc.message)
+        if len(refused) == len(recipients):
+            await client.rset()
+            return refused, ""
+        return refused, (await client.data(data)).message
+    except aiosmtplib.SMTPResponseException as exc:
+        try:
+            await client.rset()  # a clean envelope for the next mail on this connection
+        except (aiosmtplib.SMTPException, OSError):
+            pass
+        raise _Refused(exc, refused) from None
+
+
 async def _transaction(conn: Connection, mail_from: str, recipients: list[str], data: bytes,
                        fresh: bool) -> tuple[Outcome, bool]:
     """Send one mail on ``conn``: (outcome, connection still usable)."""
     label, tls = conn.host.label, conn.tls
     try:
-        refused, text = await conn.client.sendmail(mail_from, recipients, data)
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        return Outcome(failed={e.recipient: Reply(e.code, e.message) for e in exc.recipients},
-                       next_hop=label, tls=tls), True
-    except aiosmtplib.SMTPResponseException as exc:  # MAIL or DATA refused, 421, ...
-        return _all(recipients, Reply(exc.code, exc.message), label), exc.code != 421
+        refused, text = await _sendmail(conn.client, mail_from, recipients, data)
+    except _Refused as exc:  # MAIL or DATA refused, 421, ...
+        failed = {**_all(recipients, Reply(exc.error.code, exc.error.message)).failed, **exc.refused}
+        return Outcome(failed=failed, next_hop=label, tls=tls), exc.error.code != 421
     except aiosmtplib.SMTPServerDisconnected as exc:
         if not fresh:
             raise _Dead(str(exc)) from None
         return _all(recipients, Reply(None, f"connection lost: {exc}"), label), False
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         return _all(recipients, Reply(None, f"{type(exc).__name__}: {exc}"), label), False
-    outcome = Outcome(failed={r: Reply(resp.code, resp.message) for r, resp in refused.items()},
-                      next_hop=label, tls=tls)
+    outcome = Outcome(failed=refused, next_hop=label, tls=tls)
     outcome.accepted = [r for r in recipients if r not in refused]
-    outcome.accepted_reply = Reply(250, text)  # sendmail raises on any DATA reply but 2xx
+    if outcome.accepted:
+        outcome.accepted_reply = Reply(250, text)  # data() raises on any reply but 2xx
     return outcome, True
 
 
 async def deliver(route: Route | RouteError, pool: Pool, mail_from: str, recipients: list[str],
-                  data: bytes) -> Outcome:
+                  data: bytes, on_accepted: OnAccepted | None = None) -> Outcome:
+    """One attempt. ``on_accepted`` (the delivery log write) runs right after a 250, while this mail
+    still holds its connection and destination slot: the next mail on a connection starts only once
+    the previous one's 250 is recorded, so a killed client has at most one recorded-too-late 250 per
+    session, not as many as it could send while its log writes were stuck."""
     if isinstance(route, RouteError):
         return _all(recipients, Reply(route.code, route.text))
     last: Outcome | None = None
@@ -102,7 +144,11 @@ async def deliver(route: Route | RouteError, pool: Pool, mail_from: str, recipie
                 except _Dead:
                     await conn.close()
                     continue  # a new connection to the same host
-                await pool.put(conn, route.tls, usable)
+                try:
+                    if outcome.accepted and on_accepted is not None:
+                        await on_accepted(outcome)
+                finally:
+                    await pool.put(conn, route.tls, usable)
                 return outcome
     assert last is not None, f"route {route.destination} has no host"
     return last

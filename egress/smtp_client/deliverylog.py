@@ -29,6 +29,15 @@ from schemas import Codec, DecodeError
 log = get_logger("smtp-client")
 
 
+# A mark must leave the process the moment the 250 is read: a kill -9 loses what librdkafka still
+# holds. linger 0: each mark is sent at once, never held for a batch. Kept idempotent (at most 5
+# requests in flight, later marks ride in the next one): a non-idempotent producer with unlimited
+# requests in flight was tried and left no fewer duplicates after kill -9 (bench/delivery_kill.py and
+# an instrumented client): under load what delays a mark is the process waiting for a core, and the
+# broker reading one request per connection at a time, not the client's request limit.
+MARK_NOW = {"linger.ms": 0}
+
+
 def log_key(mail_id: str, destination: str | None) -> str:
     return f"{mail_id}/{destination or ''}"
 
@@ -48,8 +57,7 @@ class DeliveryLog:
                                        **{"enable.partition.eof": True})
         # A consumer of its own for watermarks: the tailing one is busy in poll() (calls on it would wait).
         self._meta = make_consumer(settings, f"{topic}.meta.{uuid.uuid4().hex[:8]}", "smtp-client-log-meta")
-        # linger 0: the mark leaves for the broker at once; the window for a duplicate stays small.
-        self._producer = AsyncProducer(settings, "smtp-client-log", **{"linger.ms": 0})
+        self._producer = AsyncProducer(settings, "smtp-client-log", **MARK_NOW)
         self._thread = threading.Thread(target=self._tail, name="smtp-client-log-tail", daemon=True)
 
     # -- reading ---------------------------------------------------------------
@@ -77,19 +85,23 @@ class DeliveryLog:
                 continue
             raw_key = msg.key() or b""
             key = raw_key.decode(errors="replace") if isinstance(raw_key, bytes) else raw_key
-            value = msg.value()
-            with self._lock:
-                self._seen[partition] = offset + 1
-                if value is None:
+            done = self._read_value(key, msg.value())
+            with self._lock:  # applied first, then counted as seen: caught up means known
+                if done is None:
                     self._done.pop(key, None)
-                    continue
-            try:
-                done = self.codec.decode(value, expect="DeliveryLog").record["done"]
-            except DecodeError as exc:
-                log.warning("unreadable delivery log record", key=key, error=str(exc))
-                continue
-            with self._lock:
-                self._done[key] = self._done.get(key, frozenset()) | frozenset(done)
+                elif done:
+                    self._done[key] = self._done.get(key, frozenset()) | done
+                self._seen[partition] = offset + 1
+
+    def _read_value(self, key: str, value: bytes | None) -> frozenset[str] | None:
+        """The recipients a record marks done; None for a tombstone (empty when unreadable)."""
+        if value is None:
+            return None
+        try:
+            return frozenset(self.codec.decode(value, expect="DeliveryLog").record["done"])
+        except DecodeError as exc:
+            log.warning("unreadable delivery log record", key=key, error=str(exc))
+            return frozenset()
 
     def wait_caught_up(self, timeout: float = 30.0) -> bool:
         """Blocks until everything written to the log before this call has been read."""

@@ -2,7 +2,7 @@
 
     skip the recipients the delivery log has as finished
     → route → one attempt → per recipient:
-      2xx            → delivery log, then MailDelivered
+      2xx            → delivery log (before the connection takes another mail), then MailDelivered
       5xx            → a bounce to the sender (never for a bounce), delivery log, DeliveryFailed(permanent)
       4xx / no conn. → the next retry topic, DeliveryFailed(permanent=false, next attempt time);
                        past the queue lifetime: as 5xx
@@ -66,11 +66,14 @@ class Handler:
                 route = await self.router.route(routed.get("destination") or recipients[0].rpartition("@")[2])
             except RouteError as exc:
                 route = exc  # type: ignore[assignment]
-            outcome = await deliver(route, self.pool, routed["mail_from"], recipients, data)
-            if outcome.accepted:
+
+            async def record(outcome: Outcome) -> None:  # right after the 250, before anything else
                 await self.durably("delivery log", lambda: self.dlog.mark(routed["mail_id"],
                                                                          routed.get("destination"),
                                                                          outcome.accepted))
+
+            outcome = await deliver(route, self.pool, routed["mail_from"], recipients, data, record)
+            if outcome.accepted:
                 await self._event("MailDelivered", delivered_event(routed, outcome, attempt, self.settings.node))
                 mlog.info("delivered", rcpt=len(outcome.accepted), next_hop=outcome.next_hop, attempt=attempt,
                           tls=outcome.tls.version if outcome.tls else None)

@@ -5,5 +5,8 @@
 - ``uidls``: the UIDL ledger kept in the compacted topic pop3.uidls (store injected);
 - ``events``: MailReceived from a collected mail;
 - ``collector``: one account's cycle, schedule, backoff and status;
-- ``service``: ``serve()`` / ``Pop3Service``, the entry of both services.
+- ``service``: ``serve()`` / ``Pop3Service``, all accounts of one service (wiring injected);
+- ``kafka``: the Kafka edge: ``MailInPublisher`` (mail.in), ``KafkaUidlStore`` (pop3.uidls);
+- ``status``: each account's status to control.status (``mailgate pop3 status`` reads it);
+- ``main``: ``run_service()``, the process (`mailgate service pop3-proxy|pop3s-proxy`).
 """

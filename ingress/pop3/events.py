@@ -37,8 +37,8 @@ def return_path(raw: bytes) -> str:
 
 
 def mail_received(raw: bytes, account: Pop3Account, node: str, mail_id: str, tls: str | None) -> dict[str, Any]:
-    """The MailReceived event of one collected mail. The account itself is not in
-    the schema yet; ``client_address`` names the POP3 server."""
+    """The MailReceived event of one collected mail: ``account`` names the account,
+    ``client_address`` the POP3 server."""
     return {
         "mail_id": mail_id,
         "event_time": int(time.time() * 1000),
@@ -51,4 +51,5 @@ def mail_received(raw: bytes, account: Pop3Account, node: str, mail_id: str, tls
         "rcpt_to": [account.recipient],
         "size": len(raw),
         "message": pack_message(raw),
+        "account": account.name,
     }

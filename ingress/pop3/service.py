@@ -2,7 +2,7 @@
 own schedule until told to stop.
 
 The wiring (the Kafka publisher to mail.in and the UIDL store on pop3.uidls)
-is injected by the caller::
+is injected by the caller (the process: ``ingress.pop3.main``)::
 
     service = Pop3Service(settings.pop3, publisher, uidl_store, node=settings.node, service="pop3s-proxy")
     await service.run(stop)            # or: await serve(settings.pop3, publisher, uidl_store, stop, ...)

@@ -19,7 +19,7 @@ from core.kafka import AsyncProducer
 from core.logging import get_logger
 from core.settings import Settings
 from ingress.smtp.auth import Authenticator
-from ingress.smtp.encoding import FastEncoder
+from schemas.fast_encoder import FastEncoder
 from ingress.smtp.engine import SmtpEngine
 from ingress.smtp.filters import build_chain
 from ingress.smtp.greylist_kafka import GreylistSync

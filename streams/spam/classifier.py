@@ -14,20 +14,27 @@ expired pattern is unlearned.
 
 from __future__ import annotations
 
-import heapq
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_tz
-from typing import cast
+from functools import lru_cache
+from itertools import compress, repeat
+from operator import gt, is_, neg
+
+import numpy as np
 
 from streams.spam.fingerprint import token_hashes
 from streams.spam.normalize import Extracted, registrable_domain, url_host
 
 _SUBJECT_RE = re.compile(r"[^\W_]+|[!$%*]{2,}")
 Clue = tuple[float, float, float, int]  # (strength |p-0.5|, ln p, ln(1-p), token hash)
-_RECEIVED_SPLIT_RE = re.compile(r"[^a-z0-9.-]+")
+_RECEIVED_DOTTED_RE = re.compile(r"[a-z0-9.-]*\.[a-z0-9.-]*")  # the runs of these characters that hold a dot
+MEMO_LIMIT = 1_000_000  # tokens memoised at most
+_FEW_TOKENS = 32  # fewer new tokens than this: memoised one by one
+_HALF_ULP = 2.0**-54  # a term below this share of a sum rounds away when added to it
+_WORD_LENGTHS = frozenset(range(3, 13))  # body words of these lengths are tokens as they are
 _DIGITS_RE = re.compile(r"\d")
 
 
@@ -64,16 +71,18 @@ def anomalies(ex: Extracted, mail_from: str, rcpt_to: Sequence[str] = ()) -> lis
 
 def _received_tokens(received: Sequence[str]) -> list[str]:
     """Relay domains and /16 networks of the last few hops (a site's own relays say "ham")."""
-    out = []
-    for word in _RECEIVED_SPLIT_RE.split("\n".join(received[:6])):
-        if "." not in word:
-            continue
-        parts = word.strip(".-").split(".")
-        if len(parts) == 4 and all(p.isdigit() for p in parts):
-            out.append(f"rcvd-ip:{parts[0]}.{parts[1]}")
-        elif len(parts) >= 2 and parts[-1].isalpha() and len(parts[-1]) >= 2:
-            out.append("rcvd:" + registrable_domain(".".join(parts)))
-    return out
+    return list(filter(None, map(_received_token, _RECEIVED_DOTTED_RE.findall("\n".join(received[:6])))))
+
+
+@lru_cache(maxsize=8192)
+def _received_token(word: str) -> str:
+    """The token of one dotted word of a Received line ("" for none); memoised: relays repeat."""
+    parts = word.strip(".-").split(".")
+    if len(parts) == 4 and all(p.isdigit() for p in parts):
+        return f"rcvd-ip:{parts[0]}.{parts[1]}"
+    if len(parts) >= 2 and parts[-1].isalpha() and len(parts[-1]) >= 2:
+        return "rcvd:" + registrable_domain(".".join(parts))
+    return ""
 
 
 def header_tokens(ex: Extracted, mail_from: str, rcpt_to: Sequence[str] = ()) -> list[str]:
@@ -92,9 +101,11 @@ def tokenize(ex: Extracted, subject_words: list[str], body_words: list[str], bod
              mail_from: str = "", rcpt_to: Sequence[str] = (), use_headers: bool = True) -> tuple[list[str], list[int]]:
     """The unique tokens of one mail and their hashes (body words as ``fingerprint.words``
     cuts them, with ``body_hashes`` their hashes, so that no word is hashed twice)."""
-    tokens = {h: w for w, h in zip(body_words, body_hashes) if 3 <= len(w) <= 12}
+    unique = dict(zip(body_hashes, body_words))  # each word once, in order of first use
+    lengths = list(map(len, unique.values()))
+    tokens = dict(compress(unique.items(), map(_WORD_LENGTHS.__contains__, lengths)))  # no bytecode per word
     extra = ["s:" + w for w in subject_words]
-    extra += [f"skip:{w[0]}{len(w) // 10}" for w in body_words if len(w) > 12]
+    extra += [f"skip:{w[0]}{len(w) // 10}" for w in compress(unique.values(), map(gt, lengths, repeat(12)))]
     for url in ex.urls:
         host = url_host(url)
         extra += ["url:" + host, "url-dom:" + registrable_domain(host)]
@@ -107,11 +118,21 @@ def tokenize(ex: Extracted, subject_words: list[str], body_words: list[str], bod
 @dataclass(frozen=True, slots=True)
 class Verdict:
     prob: float
-    best: list[Clue]  # the tokens used
+    table: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))  # strength, ln p, ln(1-p) of each token used
+    tokens: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))  # ... and its hash; most decisive first
 
-    def clues(self) -> list[tuple[float, int]]:
-        """(token probability, token hash), most decisive first."""
-        return [(math.exp(c[1]), c[3]) for c in sorted(self.best, reverse=True)]
+    @property
+    def best(self) -> list[Clue]:
+        """The tokens used, most decisive first, as (strength, ln p, ln(1-p), token hash)."""
+        return [(*row, tok) for row, tok in zip(self.table.tolist(), self.tokens.tolist())]
+
+    def clues(self, limit: int | None = None) -> list[tuple[float, int]]:
+        """(token probability, token hash), most decisive first; with ``limit``, only as many
+        as that of those that speak for the verdict (spam when prob >= 0.5, else ham)."""
+        rows = np.arange(len(self.tokens))
+        if limit is not None:  # ln p > ln(1-p): p > 0.5
+            rows = np.flatnonzero((self.table[:, 1] > self.table[:, 2]) == (self.prob >= 0.5))[:limit]
+        return list(zip(map(math.exp, self.table[rows, 1].tolist()), self.tokens[rows].tolist()))
 
 
 def chi2q(x2: float, v: int) -> float:
@@ -120,6 +141,8 @@ def chi2q(x2: float, v: int) -> float:
     term = total = math.exp(-m)
     for i in range(1, v // 2):
         term *= m / i
+        if term < total * _HALF_ULP and i > m:  # the terms only shrink from here, none changes the sum
+            break
         total += term
     return min(total, 1.0)
 
@@ -134,7 +157,16 @@ class TokenClassifier:
         self.nspam = self.nham = 0
         self.strength, self.unknown_prob = strength, unknown_prob
         self.max_tokens, self.min_strength = max_tokens, min_strength
-        self._memo: dict[int, Clue | bool] = {}
+        # the memo: token -> its row in the clue arrays, -1 when it says too little
+        self._rows: dict[int, int] = {}
+        self._table = np.empty((1024, 3))  # strength, ln p, ln(1-p)
+        self._tokens = np.empty(1024, np.uint64)
+        self._used = 0  # rows
+
+    def _forget(self) -> None:
+        """Empty the memo (the counts changed)."""
+        self._rows.clear()
+        self._used = 0
 
     def learn(self, tokens: Iterable[int], is_spam: bool, weight: int = 1) -> None:
         """Count one mail's tokens for its class; weight -1 unlearns it."""
@@ -149,7 +181,7 @@ class TokenClassifier:
             self.nspam = max(0, self.nspam + weight)
         else:
             self.nham = max(0, self.nham + weight)
-        self._memo.clear()
+        self._forget()
 
     def _token(self, tok: int) -> Clue | None:
         """(strength, ln p, ln(1-p), token) of a token, None when it says too little."""
@@ -163,20 +195,55 @@ class TokenClassifier:
         dist = abs(p - 0.5)
         return None if dist < self.min_strength else (dist, math.log(p), math.log1p(-p), tok)
 
+    def _memoise(self, tokens: list[int]) -> None:
+        """``_token`` of each token into the memo; many at once as arrays (the same IEEE
+        operations, so the same numbers), a few one by one (numpy's calls cost more then)."""
+        if len(tokens) < _FEW_TOKENS:
+            clues = [c for c in map(self._token, tokens) if c is not None]
+            kept = [c[3] for c in clues]
+            table = np.array([c[:3] for c in clues]).reshape(-1, 3)
+        else:
+            spam = np.fromiter(map(self.spam.get, tokens, repeat(0)), np.float64, len(tokens))
+            ham = np.fromiter(map(self.ham.get, tokens, repeat(0)), np.float64, len(tokens))
+            n = spam + ham
+            sr, hr = spam / max(self.nspam, 1), ham / max(self.nham, 1)
+            with np.errstate(divide="ignore", invalid="ignore"):  # tokens never counted: 0/0, left out below
+                p = (self.strength * self.unknown_prob + n * sr / (sr + hr)) / (self.strength + n)
+            dist = np.abs(p - 0.5)
+            keep = np.flatnonzero((n > 0) & (dist >= self.min_strength))
+            kept = list(map(tokens.__getitem__, keep.tolist()))
+            p = p[keep].tolist()
+            table = np.array([dist[keep].tolist(), list(map(math.log, p)), list(map(math.log1p, map(neg, p)))]).T
+        self._append(tokens, kept, table)
+
+    def _append(self, tokens: list[int], kept: list[int], table: np.ndarray) -> None:
+        """Memoise ``tokens``: ``kept`` (those that say enough) with their rows of ``table``, the rest as -1."""
+        first = self._used
+        self._used += len(kept)
+        while self._used > len(self._tokens):
+            self._table = np.concatenate((self._table, np.empty_like(self._table)))
+            self._tokens = np.concatenate((self._tokens, np.empty_like(self._tokens)))
+        self._table[first : first + len(kept)] = table
+        self._tokens[first : first + len(kept)] = kept
+        self._rows.update(zip(tokens, repeat(-1)))
+        self._rows.update(zip(kept, range(first, first + len(kept))))
+
     def classify(self, tokens: list[int]) -> Verdict:
-        memo = self._memo
-        if len(memo) > 1_000_000:  # unknown tokens are memoised too: bound it
-            memo.clear()
-        infos = list(map(memo.get, tokens))  # None: not memoised yet; False: says too little
-        if None in infos:
-            for i, tok in enumerate(tokens):
-                if infos[i] is None:
-                    infos[i] = memo[tok] = self._token(tok) or False
-        clues = cast(list[Clue], list(filter(None, infos)))
-        if not clues:
-            return Verdict(0.5, [])
-        best = heapq.nlargest(self.max_tokens, clues) if len(clues) > self.max_tokens else clues
-        n = len(best)
-        hamminess = 1.0 - chi2q(-2.0 * math.fsum([c[1] for c in best]), 2 * n)
-        spamminess = 1.0 - chi2q(-2.0 * math.fsum([c[2] for c in best]), 2 * n)
-        return Verdict((spamminess - hamminess + 1.0) / 2.0, best)
+        if len(self._rows) > MEMO_LIMIT:  # unknown tokens are memoised too: bound it
+            self._forget()
+        rows = list(map(self._rows.get, tokens))  # None: not memoised yet
+        if None in rows:
+            self._memoise(list(compress(tokens, map(is_, rows, repeat(None)))))
+            rows = list(map(self._rows.get, tokens))
+        index = np.array(rows, dtype=np.intp)
+        index = index[index >= 0]
+        if not len(index):
+            return Verdict(0.5)
+        table, toks = self._table[index], self._tokens[index]
+        # most decisive first, by (strength, ln p, ln(1-p), token) as tuples compare; the first max_tokens
+        order = np.lexsort((toks, table[:, 2], table[:, 1], table[:, 0]))[::-1][: self.max_tokens]
+        table, toks = table[order], toks[order]
+        n = len(order)
+        hamminess = 1.0 - chi2q(-2.0 * math.fsum(table[:, 1].tolist()), 2 * n)
+        spamminess = 1.0 - chi2q(-2.0 * math.fsum(table[:, 2].tolist()), 2 * n)
+        return Verdict((spamminess - hamminess + 1.0) / 2.0, table, toks)

@@ -23,24 +23,21 @@ within its TTL; its removal is a tombstone on the topic.
 from __future__ import annotations
 
 import base64
-import heapq
 import json
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from hashlib import blake2b
-from operator import itemgetter
 from typing import Any
 
 from streams.spam.fingerprint import (
     Signature,
     attachment_distance,
-    band_keys,
     little_endian,
     signature_bytes,
     signature_from_bytes,
-    similarity,
 )
+from streams.spam.lsh import SignatureIndex
 from streams.spam.settings import SpamSettings
 
 SPAM, HAM = "spam", "ham"
@@ -161,7 +158,7 @@ class PatternStore:
         self.settings = settings or SpamSettings()
         self.node = node
         self.patterns: dict[str, Pattern] = {}
-        self._bands: dict[int, set[str]] = {}
+        self._signatures = SignatureIndex()
         self._attachments: dict[str, tuple[str, ...]] = {}
         self._dirty: set[str] = set()
         self._on_change = on_change
@@ -177,8 +174,8 @@ class PatternStore:
     def match(self, mail: MailPrint, now_ms: int | None = None) -> list[Match]:
         """Patterns the mail matches, best first; with ``now_ms`` each match counts a hit."""
         found: dict[str, tuple[float, str]] = {}
-        if mail.signature is not None and self._bands:
-            for pid, sim in self._text_candidates(mail.signature):
+        if mail.signature is not None and len(self._signatures):
+            for pid, sim in self._signatures.candidates(mail.signature, MAX_CANDIDATES):
                 if sim >= self.settings.pattern_similarity:
                     found[pid] = (sim, "text")
         for pid, sim in self._attachment_matches(mail.attachments):
@@ -192,15 +189,6 @@ class PatternStore:
         if now_ms is not None:
             self._count_hits(matches, now_ms)
         return matches
-
-    def _text_candidates(self, sig: Signature) -> list[tuple[str, float]]:
-        shared: dict[str, int] = {}
-        for key in band_keys(sig):
-            for pid in self._bands.get(key, ()):
-                shared[pid] = shared.get(pid, 0) + 1
-        if len(shared) > MAX_CANDIDATES:
-            shared = dict(heapq.nlargest(MAX_CANDIDATES, shared.items(), key=itemgetter(1)))
-        return [(pid, similarity(sig, self.patterns[pid].print.signature or sig[:0])) for pid in shared]
 
     def _attachment_matches(self, hashes: tuple[str, ...]) -> list[tuple[str, float]]:
         out = []
@@ -285,21 +273,14 @@ class PatternStore:
     def _insert(self, pattern: Pattern, old: Pattern | None = None) -> None:
         self.patterns[pattern.pattern_id] = pattern
         if pattern.print.signature is not None:
-            for key in band_keys(pattern.print.signature):
-                self._bands.setdefault(key, set()).add(pattern.pattern_id)
+            self._signatures.add(pattern.pattern_id, pattern.print.signature)
         if pattern.print.attachments:
             self._attachments[pattern.pattern_id] = pattern.print.attachments
         if self._on_change and (old is None or (old.label, old.reports, old.print) != (pattern.label, pattern.reports, pattern.print)):
             self._on_change(old, pattern)
 
     def _unindex(self, pattern: Pattern) -> None:
-        if pattern.print.signature is not None:
-            for key in band_keys(pattern.print.signature):
-                bucket = self._bands.get(key)
-                if bucket is not None:
-                    bucket.discard(pattern.pattern_id)
-                    if not bucket:
-                        del self._bands[key]
+        self._signatures.discard(pattern.pattern_id)
         self._attachments.pop(pattern.pattern_id, None)
 
 

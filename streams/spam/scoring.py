@@ -29,10 +29,9 @@ from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
-from streams.spam import fingerprint
+from streams.spam import classifier, fingerprint, mime, normalize
 from streams.spam.classifier import TokenClassifier, Verdict, tokenize
 from streams.spam.fingerprint import (
     attachment_hashes,
@@ -125,25 +124,25 @@ class SpamFilter:
 
     # -- scoring
 
-    def features(self, raw: bytes, mail_from: str = "", rcpt_to: Sequence[str] = ()) -> Features:
+    def features(self, raw: bytes, mail_from: str = "", rcpt_to: Sequence[str] = (), *,
+                 all_tokens: bool = True) -> Features:
+        """What scoring and learning need of a mail; without ``all_tokens`` (scoring), the print
+        holds the sorted token hashes only where its id needs them (no text signature)."""
         s = self.settings
         ex = extract(raw, s.max_parts, s.max_text_chars)
         subject_words, body_words = words(ex.subject), words(ex.text)
         body_hashes = token_hashes(body_words)
         tokens, hashes = tokenize(ex, subject_words, body_words, body_hashes, mail_from, rcpt_to, s.use_header_tokens)
         domains = tuple(dict.fromkeys(registrable_domain(url_host(u)) for u in ex.urls))
-        text_print = shingles(token_hashes(subject_words), body_hashes, ex.urls)
-        mail_print = MailPrint(
-            signature(text_print, s.pattern_min_shingles),
-            tuple(attachment_hashes(ex.attachments, s.max_attachment_bytes)),
-            domains,
-            array("Q", sorted(set(hashes))),
-        )
+        sig = signature(shingles(token_hashes(subject_words), body_hashes, ex.urls), s.pattern_min_shingles)
+        sorted_tokens = array("Q", sorted(hashes) if all_tokens or sig is None else ())  # hashes are unique
+        mail_print = MailPrint(sig, tuple(attachment_hashes(ex.attachments, s.max_attachment_bytes)), domains,
+                               sorted_tokens)
         return Features(ex, tokens, hashes, mail_print)
 
     def score(self, raw_message: bytes, mail_from: str = "", rcpt_to: Sequence[str] = (),
               now_ms: int | None = None) -> Score:
-        return self.score_features(self.features(raw_message, mail_from, rcpt_to), now_ms)
+        return self.score_features(self.features(raw_message, mail_from, rcpt_to, all_tokens=False), now_ms)
 
     def score_features(self, f: Features, now_ms: int | None = None) -> Score:
         s = self.settings
@@ -221,9 +220,7 @@ def _pattern_reason(m: Match, what: str) -> str:
 
 
 def _classifier_reason(verdict: Verdict, f: Features) -> str:
-    spammy = verdict.prob >= 0.5
-    decisive = islice(((p, t) for p, t in verdict.clues() if (p > 0.5) == spammy), 5)
-    clues = [(p, f.tokens[f.hashes.index(t)]) for p, t in decisive]
+    clues = [(p, f.tokens[f.hashes.index(t)]) for p, t in verdict.clues(5)]
     words = ", ".join(f"{name!r} {p:.2f}" for p, name in clues)
     return f"token classifier {verdict.prob:.3f} ({words})"
 
@@ -231,7 +228,8 @@ def _classifier_reason(verdict: Verdict, f: Features) -> str:
 def clear_caches() -> None:
     """Empty the process-wide memo caches (token hashes, URL forms), as in a fresh process."""
     fingerprint.clear_cache()
-    for cached in (normalize_url, url_skeleton, registrable_domain):
+    for cached in (normalize_url, url_skeleton, registrable_domain, normalize._parseaddr, classifier._received_token,
+                   mime._content_type_of):
         cached.cache_clear()
 
 

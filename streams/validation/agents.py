@@ -1,6 +1,12 @@
-"""The message-validation agent: a loop around ``inspect`` and ``routing.decide``."""
+"""The message-validation agent: a loop around ``inspect`` and ``routing.decide``, taking
+mail.scored in batches and routing each partition's share of a batch in one transaction
+(streams/validation/once.py)."""
 
 from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
 
 import faust
 
@@ -10,9 +16,11 @@ from schemas import Codec, DecodeError, unpack_message
 from schemas.quarantine import unreadable_record
 from streams.topics import StreamTopics
 from streams.validation.inspect import Inspector
-from streams.validation.routing import Findings, Route, decide
+from streams.validation.once import OnceRouter, Output, PlainRouter, Routing
+from streams.validation.routing import Findings, Route, archive_copy, decide
 
 log = get_logger("message-validation")
+Decided = tuple[faust.EventT, str, list[Route]]  # an event, its mail id, its routes
 
 
 def header(event: faust.EventT, name: str) -> str | None:
@@ -23,35 +31,73 @@ def header(event: faust.EventT, name: str) -> str | None:
 
 
 def register(app: faust.App, topics: StreamTopics, codec: Codec, node: str, inspector: Inspector,
-             gate: FaustGate | None = None) -> None:
+             gate: FaustGate | None = None, archive: bool = False, *, once: OnceRouter | PlainRouter,
+             batch: int = 200, within_s: float = 0.1) -> None:
     gate = gate or FaustGate()
-    async def send(route: Route) -> None:
-        value = codec.encode("MailRouted", route.record)
-        await topics.by_queue[route.queue].send(
-            key=route.key, value=value, headers=codec.headers("MailRouted", route.record["mail_id"]))
+    scored_topic = topics.mail_scored.get_topic_name()
+
+    async def examine(event: faust.EventT) -> tuple[str, list[Route]]:
+        """One event's mail id and routes; an unreadable record: its quarantine route (never a block)."""
+        raw: bytes = event.value
+        try:
+            scored = codec.decode(raw, expect="MailScored").record
+            mail = codec.decode(scored["received"], expect="MailReceived").record
+        except DecodeError as exc:
+            mail_id = header(event, "mail-id") or (event.key or b"").decode(errors="replace") or None
+            record = unreadable_record(mail_id, raw or b"", str(exc), node, "message-validation")
+            log.warning("quarantined unreadable record", mail_id=record["mail_id"], reason=str(exc))
+            position = f"{scored_topic}/{event.message.partition}/{event.message.offset}"
+            return mail_id or position, [Route("quarantine", record["mail_id"].encode(), record)]
+        try:
+            raw_mail = unpack_message(mail["message"])
+        except Exception as exc:  # a corrupt compressed body: the mail cannot be read
+            findings = Findings(unparseable=f"message body cannot be unpacked: {exc}")
+        else:
+            findings = await inspector.inspect(raw_mail, spam=scored, mail=mail)
+        routes = decide(mail, node, findings)
+        if archive:  # settings.archive.enabled: message-archive applies the archive rules
+            routes.append(archive_copy(mail, routes, node))
+        return mail["mail_id"], routes
+
+    async def examine_all(events: list[faust.EventT]) -> list[Decided]:
+        return [(event, *await examine(event)) for event in events]
+
+    async def route_partition(stream: faust.StreamT, partition: int, decided: list[Decided]) -> None:
+        """One partition's share of a batch: its routes and marks in one transaction, then its events
+        acknowledged (so an offset is committed only after its routing is)."""
+        generation = app.consumer_generation_id
+        stale = [d for d in decided if d[0].message.generation_id != generation]
+        if stale:  # taken before a rebalance: Faust seeks to the committed offsets, the owner reads them again
+            log.info("events of a former assignment dropped", mail_id=stale[0][1], partition=partition,
+                     mails=len(stale))
+            decided = [d for d in decided if d[0].message.generation_id == generation]
+            if not decided:
+                return
+        routings = [Routing(event.message.offset, mail_id, [
+            Output(topics.by_queue[r.queue].get_topic_name(), r.key, "MailRouted", r.record) for r in routes])
+            for event, mail_id, routes in decided]
+        routed_now = await once.route(partition, routings)
+        for event, mail_id, routes in decided:
+            await stream.ack(event)
+            if event.message.offset in routed_now:
+                log.info("routed", mail_id=mail_id, queues=",".join(sorted({r.queue for r in routes})),
+                         copies=len(routes), reason=routes[0].record["reasons"][0])
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: faust.App, revoked: set[Any], **_: Any) -> None:
+        await once.release([tp.partition for tp in revoked if tp.topic == scored_topic])
 
     @app.agent(topics.mail_scored, name="validate")
     async def validate(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await gate.wait()  # paused: this event and the rest stay unacknowledged (lag grows)
-            raw: bytes = event.value
-            try:
-                scored = codec.decode(raw, expect="MailScored").record
-                mail = codec.decode(scored["received"], expect="MailReceived").record
-            except DecodeError as exc:
-                mail_id = header(event, "mail-id") or (event.key or b"").decode(errors="replace") or None
-                record = unreadable_record(mail_id, raw or b"", str(exc), node, "message-validation")
-                log.warning("quarantined unreadable record", mail_id=record["mail_id"], reason=str(exc))
-                await send(Route("quarantine", record["mail_id"].encode(), record))
-                continue
-            try:
-                raw_mail = unpack_message(mail["message"])
-            except Exception as exc:  # a corrupt compressed body: the mail cannot be read
-                findings = Findings(unparseable=f"message body cannot be unpacked: {exc}")
-            else:
-                findings = await inspector.inspect(raw_mail, spam=scored)
-            routes = decide(mail, node, findings)
-            for route in routes:
-                await send(route)
-            log.info("routed", mail_id=mail["mail_id"], queues=",".join(sorted({r.queue for r in routes})),
-                     copies=len(routes), reason=routes[0].record["reasons"][0])
+        committing: list[asyncio.Task[None]] = []
+        # noack_take: up to `batch` events, or what came within `within_s`; acknowledged by hand above
+        async for events in stream.noack_take(batch, within=within_s):
+            await gate.wait()  # paused: this batch and the rest stay unacknowledged (lag grows)
+            by_partition: dict[int, list[faust.EventT]] = defaultdict(list)
+            for event in events:
+                by_partition[event.message.partition].append(event)
+            decided = await asyncio.gather(*(examine_all(evs) for evs in by_partition.values()))
+            # The previous batch's transactions ran while this one was inspected; they end before the
+            # next start (a partition's skips must see its marks), and a failure of theirs stops the agent.
+            await asyncio.gather(*committing)
+            committing = [asyncio.create_task(route_partition(stream, p, d)) for p, d in zip(by_partition, decided)]

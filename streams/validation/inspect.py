@@ -1,5 +1,6 @@
-"""The phase-2 checks of one mail (MIME walk, attachment policy, virus scan),
-gathered into ``routing.Findings``. Blocking work runs off the event loop."""
+"""The phase-2 checks of one mail (MIME walk, attachment policy, virus scan, DKIM/SPF/
+DMARC, content rules, the CISS sender table), gathered into ``routing.Findings``.
+Blocking work runs off the event loop."""
 
 from __future__ import annotations
 
@@ -7,28 +8,54 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+from schemas import pack_message
 from streams.validation.attachments import check_attachments
+from streams.validation.auth import Authenticator, with_header
 from streams.validation.clamd import ClamdClient, ClamdError
-from streams.validation.mime import walk_message
+from streams.validation.content import ContentRules
+from streams.validation.mime import MimeWalk, walk_message
 from streams.validation.routing import Findings
+from streams.validation.senders import ConfirmedSenders
 from streams.validation.settings import ValidationFilterSettings
 from streams.validation.virus import scan_with_retry
 
 
 class Inspector:
-    def __init__(self, settings: ValidationFilterSettings, virus_scan: bool) -> None:
+    def __init__(self, settings: ValidationFilterSettings, virus_scan: bool, node: str = "mailgate",
+                 senders: ConfirmedSenders | None = None) -> None:
         self.settings = settings
         self.clamd = ClamdClient.from_settings(settings.clamd) if virus_scan else None
+        self.auth = Authenticator(settings.auth, node) if settings.auth.enabled else None
+        self.rules = ContentRules(settings.content)
+        self.senders = senders
 
-    async def inspect(self, raw: bytes, spam: dict[str, Any] | None = None) -> Findings:
-        findings = await self._content(raw)
-        if spam is None:
-            return findings
-        return replace(findings, spam_verdict=spam["verdict"], spam_score=spam["score"],
-                       spam_reasons=list(spam["reasons"]))
-
-    async def _content(self, raw: bytes) -> Findings:
+    async def inspect(self, raw: bytes, spam: dict[str, Any] | None = None,
+                      mail: dict[str, Any] | None = None) -> Findings:
         walk = await asyncio.to_thread(walk_message, raw, self.settings.limits)
+        findings = await self._content(raw, walk)
+        if spam is not None:
+            findings = replace(findings, spam_verdict=spam["verdict"], spam_score=spam["score"],
+                               spam_reasons=list(spam["reasons"]))
+        if findings.unparseable or mail is None:
+            return findings
+        return replace(findings, decision=self.settings.decision, content_hits=tuple(self.rules.check(raw, walk)),
+                       sender_confirmed=await self._confirmed(mail["mail_from"]), **await self._auth(raw, mail))
+
+    async def _auth(self, raw: bytes, mail: dict[str, Any]) -> dict[str, Any]:
+        if self.auth is None:
+            return {}
+        results = await self.auth.check(raw, mail)
+        if not self.settings.auth.add_header:
+            return {"auth": results}
+        return {"auth": results, "delivered_message": pack_message(with_header(raw, results.header, self.auth.authserv_id))}
+
+    async def _confirmed(self, sender: str) -> bool | None:
+        if self.senders is None or not self.settings.decision.ciss_anywhere or not sender:
+            return None
+        await self.senders.ready.wait()  # the table is read to its end before anyone is called unknown
+        return self.senders.confirmed(sender)
+
+    async def _content(self, raw: bytes, walk: MimeWalk) -> Findings:
         if walk.unparseable:
             return Findings(unparseable=walk.unparseable)
         policy = check_attachments(walk, self.settings.attachments)

@@ -8,9 +8,12 @@ only here:
 3. a virus                                    → mail.virus
 4. not fully scannable (limits, encryption)  → mail.quarantine
 5. the attachment policy blocks it            → mail.quarantine
-6. the spam filter's verdict is spam          → mail.spam
-7. otherwise                                  → mail.out, one record per recipient domain
-   (keyed by that domain, so that one smtp-client consumer owns a destination)
+6. then each recipient by ``policy.recipient_verdict`` (deny list, DMARC, allow list,
+   spam points, CISS; its settings per recipient domain and user) → mail.spam,
+   mail.quarantine, mail.ciss or mail.out; recipients with the same verdict share a
+   record, and mail.out has one record per recipient domain (keyed by that domain, so
+   that one smtp-client consumer owns a destination). Mail for mail.out and mail.ciss
+   carries the Authentication-Results header.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from streams.validation.policy import Verdict, recipient_verdict
+from streams.validation.policy_settings import DecisionSettings
+
+if TYPE_CHECKING:
+    from streams.validation.auth import AuthResults
+    from streams.validation.content import RuleHit
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,11 @@ class Findings:
     spam_score: float = 0.0
     spam_reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    auth: AuthResults | None = None  # DKIM/SPF/DMARC; None: not checked
+    content_hits: tuple[RuleHit, ...] = ()
+    sender_confirmed: bool | None = None  # in ciss.senders; None: not looked up
+    delivered_message: dict[str, Any] | None = None  # the packed mail with Authentication-Results
+    decision: DecisionSettings | None = None  # the settings decide() applies; None: defaults
 
 
 def domain_of(address: str) -> str:
@@ -93,13 +108,38 @@ def decide(mail: dict[str, Any], node: str, findings: Findings | None = None,
         return _held(mail, "quarantine", f"not fully scannable: {f.virus_detail}", node, now_ms)
     if f.blocked_by_policy:
         return _held(mail, "quarantine", f"attachment policy: {f.blocked_by_policy}", node, now_ms)
-    spam = f"spam filter: {f.spam_verdict} ({f.spam_score:.2f})" + "".join(f"; {r}" for r in f.spam_reasons[:3])
-    if f.spam_verdict == "spam":
-        return _held(mail, "spam", spam, node, now_ms)
-    reasons = [f"virus scan: {f.virus_scan}", "attachments: allowed", *f.notes]
-    if f.spam_verdict is not None:
-        reasons.append(spam)
-    return [
-        Route("out", domain.encode(), routed(mail, "out", reasons, node, domain, rcpts, now_ms))
-        for domain, rcpts in split_by_domain(mail["rcpt_to"]).items()
-    ]
+    checked = [f"virus scan: {f.virus_scan}", "attachments: allowed", *f.notes]
+    return _per_recipient(mail, node, f, checked, now_ms)
+
+
+def _per_recipient(mail: dict[str, Any], node: str, f: Findings, checked: list[str], now_ms: int) -> list[Route]:
+    decision = f.decision or DecisionSettings()
+    auth = list(f.auth.reasons) if f.auth is not None else []
+    groups: OrderedDict[tuple[str, str | None, Verdict], list[str]] = OrderedDict()
+    for domain, rcpts in split_by_domain(mail["rcpt_to"]).items():
+        for rcpt in rcpts:
+            verdict = recipient_verdict(rcpt, domain, mail["mail_from"], f, decision)
+            groups.setdefault((verdict.queue, domain if verdict.queue == "out" else None, verdict), []).append(rcpt)
+    routes = []
+    for (queue, domain, verdict), rcpts in groups.items():
+        reasons = [*checked, *verdict.reasons, *auth] if queue == "out" else [*verdict.reasons, *checked, *auth]
+        record = routed(mail, queue, reasons, node, domain, rcpts, now_ms)
+        if queue in ("out", "ciss") and f.delivered_message is not None:
+            record["message"] = f.delivered_message
+        routes.append(Route(queue, (domain or mail["mail_id"]).encode(), record))
+    return routes
+
+
+ARCHIVE_ORDER = ("out", "ciss", "quarantine", "spam", "virus")
+
+
+def archive_copy(mail: dict[str, Any], routes: list[Route], node: str, now_ms: int | None = None) -> Route:
+    """The copy for mail.archive when archiving is on (settings.archive.enabled): the whole mail,
+    every recipient, and the queue chosen above as its first reason ("verdict: spam"), so that
+    message-archive can apply its rules (exclusions such as spam or virus). When recipients got
+    different queues, the one nearest to delivery names the mail (delivered mail is archived)."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    first = min(routes, key=lambda r: ARCHIVE_ORDER.index(r.queue) if r.queue in ARCHIVE_ORDER else len(ARCHIVE_ORDER))
+    reasons = [f"verdict: {first.queue}", *first.record["reasons"]]
+    return Route("archive", mail["mail_id"].encode(),
+                 routed(mail, "archive", reasons, node, None, list(mail["rcpt_to"]), now_ms))

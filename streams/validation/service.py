@@ -15,6 +15,8 @@ from streams.app import build_app
 from streams.topics import StreamTopics
 from streams.validation.agents import register
 from streams.validation.inspect import Inspector
+from streams.validation.once import make_router
+from streams.validation.senders import ConfirmedSenders
 
 STAGE = "message-validation"
 FAUST_LOGLEVEL = {"debug": "debug", "info": "info", "warning": "warn", "warn": "warn", "error": "error"}
@@ -22,9 +24,14 @@ FAUST_LOGLEVEL = {"debug": "debug", "info": "info", "warning": "warn", "warn": "
 
 def build(settings: Settings) -> faust.App:
     app = build_app(settings, STAGE)
-    inspector = Inspector(settings.validation, virus_scan=settings.validation.virus_scan)
+    ciss = settings.validation.decision.ciss_anywhere  # only then is ciss.senders read
+    senders = ConfirmedSenders().follow(app, settings, default_codec()) if ciss else None
+    inspector = Inspector(settings.validation, virus_scan=settings.validation.virus_scan, node=settings.node,
+                          senders=senders)
     gate = attach_faust(app, settings, STAGE)  # pause/resume of the consumers, as control.desired says
-    register(app, StreamTopics(app, settings.kafka.topic_prefix), default_codec(), settings.node, inspector, gate)
+    register(app, StreamTopics(app, settings.kafka.topic_prefix), default_codec(), settings.node, inspector, gate,
+             archive=settings.archive.enabled, once=make_router(settings, default_codec()),
+             batch=settings.validation.routing_batch, within_s=settings.validation.routing_batch_within_s)
     return app
 
 

@@ -24,6 +24,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import NoDecode
 
+from core.dns_settings import split_list as _split_list
+from streams.validation.policy_settings import AuthSettings, ContentSettings, DecisionSettings
+
 MiB = 1024 * 1024
 
 #: Windows executable, script, shortcut, installer and disk-image extensions (after
@@ -45,12 +48,6 @@ DEFAULT_BLOCKED_MIME_TYPES = [
     "application/x-ms-installer", "application/x-msi", "application/hta", "application/x-ms-shortcut",
     "application/vnd.ms-htmlhelp", "application/java-archive", "application/x-executable",
 ]
-
-
-def _split_list(v: Any) -> Any:
-    if isinstance(v, str):
-        return [x.strip() for x in v.split(",") if x.strip()]
-    return v
 
 
 class ClamdSettings(BaseModel):
@@ -123,8 +120,20 @@ class AttachmentPolicySettings(BaseModel):
 
 
 class ValidationFilterSettings(BaseModel):
-    """message-validation's content filters: virus scan, MIME walk, attachment policy."""
+    """message-validation's filters: virus scan, MIME walk, attachment policy, authentication,
+    content rules, and the decision that combines them (policy_settings.py)."""
 
+    routing_once: bool = Field(
+        default=True,
+        description="Each mail id routed once (once.py: its records and a routing mark in one Kafka "
+                    "transaction). Off: at-least-once only (no transaction, no mark; a crash duplicates what "
+                    "was routed after the last offset commit) -- to measure what the guarantee costs.",
+    )
+    routing_batch: int = Field(
+        default=200, ge=1, description="Most mails taken from mail.scored at once; each partition's share of a "
+                                       "batch is routed in one transaction.")
+    routing_batch_within_s: float = Field(
+        default=0.1, gt=0, description="Longest wait for a batch to fill: the latency batching may add.")
     virus_scan: bool = Field(
         default=False,
         description="Scan every mail with clamd (clamd.address). Off until clamd with signatures is there; "
@@ -133,3 +142,6 @@ class ValidationFilterSettings(BaseModel):
     clamd: ClamdSettings = Field(default_factory=ClamdSettings)
     limits: MimeLimits = Field(default_factory=MimeLimits)
     attachments: AttachmentPolicySettings = Field(default_factory=AttachmentPolicySettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    content: ContentSettings = Field(default_factory=ContentSettings)
+    decision: DecisionSettings = Field(default_factory=DecisionSettings)

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from control.rpc import pb, pb_grpc
+from control.services import SERVICES
 from tests.support.gateway import Gateway
 from tests.support.kafka import Broker
 from tests.support.ports import free_port
@@ -95,7 +96,7 @@ def env_for(control_port: int, metrics_base: int, remote_port: int, **extra: str
 
 @pytest.fixture(scope="module")
 def node(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    control_port, remote_port, metrics_base = free_port(), free_port(), free_port_run(8)
+    control_port, remote_port, metrics_base = free_port(), free_port(), free_port_run(len(SERVICES))
     with Sink(free_port()) as sink:
         gateway = Gateway(broker.bootstrap_servers, tmp_path_factory.mktemp("control-node"), sink.address,
                           **env_for(control_port, metrics_base, remote_port))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from control.rpc import pb
+from control.services import SERVICES
 from tests.integration.control.conftest import Node, env_for, free_port_run, wait_until
 from tests.integration.control.test_control_services import refused, send
 from tests.support.gateway import Gateway
@@ -21,7 +22,7 @@ STATE = pb.ServiceState
 
 
 def start_node(name: str, broker: Broker, home: Any, sink: Sink, prefix: str | None) -> Node:
-    control_port, remote_port, metrics_base = free_port(), free_port(), free_port_run(8)
+    control_port, remote_port, metrics_base = free_port(), free_port(), free_port_run(len(SERVICES))
     env = {**env_for(control_port, metrics_base, remote_port), "MAILGATE_NODE": name}
     gateway = Gateway(broker.bootstrap_servers, home, sink.address, prefix=prefix, **env).start()
     return Node(gateway, sink, control_port, metrics_base, remote_port)

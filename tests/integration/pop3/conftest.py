@@ -1,18 +1,23 @@
 """Fixtures of the pop3-proxy tests: one real Dovecot per session (plain+STLS and
 POP3S listeners on loopback, its certificate from a trustme CA) and accounts on
-fresh mailboxes. The publisher is in memory (recording.py): Kafka is not under
-test here."""
+fresh mailboxes. The collector tests publish in memory (recording.py); the Kafka
+edge (pop3.uidls, control.status, the whole gateway) has tests of its own, each with
+its own topic prefix (``kafka_settings``)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from control.topics import ensure_topics
+from core.settings import KafkaSettings, Settings
 from ingress.pop3.settings import Pop3Account, TlsMode
 from tests.support.dovecot import Dovecot, Mailbox
+from tests.support.kafka import Broker
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +36,12 @@ def make_account(dovecot: Dovecot) -> Callable[..., Pop3Account]:
         fields.update(overrides)
         return Pop3Account(**fields)
     return make
+
+
+@pytest.fixture
+def kafka_settings(broker: Broker) -> Settings:
+    """Settings on the session's broker with topics of this test's own."""
+    s = Settings(kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers,
+                                     topic_prefix=f"t{uuid.uuid4().hex[:8]}."))
+    ensure_topics(s)
+    return s

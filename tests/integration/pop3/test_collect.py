@@ -47,7 +47,7 @@ async def test_collects_every_mail_once_over_tls_and_deletes(dovecot: Dovecot, m
     assert sorted(raws) == sorted(crlf(m) for m in mails)  # byte for byte, as the server holds them
     codec = default_codec()
     for e in pub.events:
-        assert e["origin"] == "POP3" and e["client_address"] == dovecot.host
+        assert e["origin"] == "POP3" and e["client_address"] == dovecot.host and e["account"] == box.user
         assert e["rcpt_to"] == [f"{box.user}@example.com"]
         assert e["tls"] is not None and e["tls"].startswith("TLSv1.")
         codec.encode("MailReceived", e)

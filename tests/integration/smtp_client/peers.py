@@ -25,6 +25,7 @@ class Got:
     data: bytes
     tls: str | None  # TLS version of the session, None in clear
     session: int
+    at: float = field(default_factory=time.time)  # when the 250 was given (wall clock, for benchmarks)
 
 
 @dataclass

@@ -80,7 +80,8 @@ def test_mail_received_fits_the_schema() -> None:
     assert event["mail_from"] == "s@outside.test" and event["rcpt_to"] == ["sales@example.com"]
     assert event["client_helo"] is None and event["size"] == len(raw)
     assert unpack_message(event["message"]) == raw
-    default_codec().encode("MailReceived", event)
+    codec = default_codec()
+    assert codec.decode(codec.encode("MailReceived", event)).record["account"] == "sales"
 
 
 class NeverPublisher:

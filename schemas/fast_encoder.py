@@ -1,9 +1,10 @@
-"""smtp-server: a compiled Avro binary writer for the events it writes per mail.
+"""schemas: a compiled Avro binary writer, for the events written once per mail
+(smtp-server's and pop3-proxy's MailReceived).
 
 The avro package validates every datum and walks the schema on every write (about
 a third of the CPU of an accepted mail). This compiles a schema once into nested
-closures that only write. Same bytes as ``schemas.Codec.encode`` (a unit test holds
-them to it); a record that does not fit the schema raises, as there.
+closures that only write. Same bytes as ``schemas.Codec.encode`` (tests/unit/test_fast_encoder.py
+holds them to it); a record that does not fit the schema raises, as there.
 """
 
 from __future__ import annotations

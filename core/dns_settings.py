@@ -1,0 +1,50 @@
+"""core: which DNS servers a service asks — one settings model for every stage that
+looks names up (smtp-server's filters, smtp-client's MX routing, message-validation's
+DKIM/DMARC). Its own module so that stage settings can use it without importing
+core.settings (which composes them)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import NoDecode
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
+
+
+def split_list(v: Any) -> Any:
+    """"a, b,c" → ["a", "b", "c"]; a list stays as it is."""
+    if isinstance(v, str):
+        return [x.strip() for x in v.split(",") if x.strip()]
+    return v
+
+
+class DnsSettings(BaseModel):
+    """Which DNS servers a service asks (MX lookups; rDNS, DNSBL, SPF)."""
+
+    nameservers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated addresses; empty: those of /etc/resolv.conf."
+    )
+    port: int = Field(default=53, ge=1, le=65535)
+    timeout_s: float = Field(default=5.0, gt=0, description="Lifetime of one lookup, all servers and retries.")
+
+    @field_validator("nameservers", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        return split_list(v)
+
+    def resolver(self) -> dns.asyncresolver.Resolver:
+        """An asyncio resolver with these servers (no cache: answers are as fresh as the DNS)."""
+        import dns.asyncresolver
+
+        if self.nameservers:
+            res = dns.asyncresolver.Resolver(configure=False)
+            res.nameservers = list(self.nameservers)
+        else:
+            res = dns.asyncresolver.Resolver()
+        res.port = self.port
+        res.lifetime = self.timeout_s
+        res.timeout = min(self.timeout_s, 2.0)
+        return res

@@ -1,0 +1,1 @@
+"""maildepot-archiver: the archive store (content-addressed, compressed, indexed, tamper-evident)."""

@@ -1,0 +1,129 @@
+"""Entry point of maildepot-archiver: `mailgate service maildepot-archiver`.
+
+Consumes archive.spool (consumer group ``mailgate.maildepot-archiver``) in batches:
+each batch is stored in one transaction of the archive store, and only then are
+its offsets committed. A restart therefore re-reads at most the last uncommitted
+batch, which the store skips by mail id: every mail is stored once. Removes
+expired mail every ``maildepot.sweep_interval_s``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from core.control_channel import ControlChannel
+from core.kafka import make_consumer, make_producer
+from core.logging import get_logger
+from core.settings import Settings
+from egress.maildepot.store import ArchiveStore
+from schemas import DecodeError, default_codec
+from schemas.quarantine import unreadable_record
+from schemas.topics import ARCHIVE_SPOOL, MAIL_QUARANTINE, TopicNames
+
+log = get_logger("maildepot-archiver")
+SERVICE = "maildepot-archiver"
+
+
+class Archiver:
+    def __init__(self, settings: Settings, store: ArchiveStore) -> None:
+        self.settings, self.store = settings, store
+        self.names = TopicNames(settings.kafka.topic_prefix)
+        self.codec = default_codec()
+        # Static membership: a restarted archiver (crash, kill -9, the engine's restart) takes its
+        # partitions back at once instead of waiting out the dead member's session timeout.
+        self.consumer: Consumer = make_consumer(settings, self.names.group(SERVICE), SERVICE,
+                                                **{"group.instance.id": f"{settings.node}.{SERVICE}"})
+        self.producer: Producer = make_producer(settings, SERVICE)
+        self.stopping = threading.Event()
+        self.want_pause = False  # set by the control channel's thread, applied by the loop
+        self.paused = False
+        self.next_sweep = 0.0
+
+    def _decode(self, msg: Message) -> dict[str, Any] | None:
+        try:
+            return self.codec.decode(msg.value() or b"", expect="ArchiveSpooled").record
+        except DecodeError as exc:  # poison policy: kept whole on mail.quarantine, the partition moves on
+            record = unreadable_record((msg.key() or b"").decode(errors="replace") or None, msg.value() or b"",
+                                       str(exc), self.settings.node, SERVICE)
+            self.producer.produce(self.names(MAIL_QUARANTINE), key=record["mail_id"].encode(),
+                                  value=self.codec.encode("MailRouted", record),
+                                  headers=self.codec.headers("MailRouted", record["mail_id"]))
+            log.warning("quarantined unreadable record", mail_id=record["mail_id"], reason=str(exc))
+            return None
+
+    def handle(self, msgs: list[Message]) -> None:
+        records, ends = [], {}
+        for msg in msgs:
+            if msg.error() is not None:
+                log.warning("consumer error", error=str(msg.error()))
+                continue
+            ends[(msg.topic(), msg.partition())] = msg.offset() + 1
+            record = self._decode(msg)
+            if record is not None:
+                records.append(record)
+        if self.producer.flush(self.settings.kafka.produce_timeout_s):
+            raise RuntimeError("quarantined records not acknowledged; not committing")
+        if records:
+            done = self.store.store_batch(records, self.settings.maildepot.retention_days)
+            for mail_id in done.stored:
+                log.info("archived", mail_id=mail_id)
+            for mail_id in done.duplicates:
+                log.info("already archived", mail_id=mail_id)
+        if ends:  # after the store's commit: a crash before this re-reads the batch, which the store skips
+            try:
+                self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()],
+                                     asynchronous=False)
+            except KafkaException as exc:  # a rebalance took the partition: its next owner skips the batch
+                log.warning("offsets not committed", error=str(exc))
+
+    def _apply_pause(self) -> None:
+        if self.want_pause != self.paused:
+            parts = self.consumer.assignment()
+            (self.consumer.pause if self.want_pause else self.consumer.resume)(parts)
+            self.paused = self.want_pause
+
+    def _sweep_if_due(self) -> None:
+        if time.monotonic() < self.next_sweep:
+            return
+        self.next_sweep = time.monotonic() + self.settings.maildepot.sweep_interval_s
+        for row in self.store.sweep():
+            log.info("expired mail removed", mail_id=row["mail_id"], rule=row["rule"], audit="expired")
+
+    def run(self) -> None:
+        self.consumer.subscribe([self.names(ARCHIVE_SPOOL)],
+                                on_assign=lambda c, parts: c.pause(parts) if self.paused else None)
+        try:
+            while not self.stopping.is_set():
+                self._apply_pause()
+                msgs = self.consumer.consume(num_messages=self.settings.maildepot.batch, timeout=0.5)
+                if msgs:
+                    self.handle(msgs)
+                self._sweep_if_due()
+        finally:
+            self.consumer.close()
+            self.producer.flush(5)
+
+
+def run(settings: Settings) -> None:
+    """Runs until SIGTERM/SIGINT."""
+    store = ArchiveStore(settings.maildepot.path(settings.home), level=settings.maildepot.compression_level)
+    archiver = Archiver(settings, store)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: archiver.stopping.set())
+    channel = ControlChannel(settings, SERVICE, pause=lambda: setattr(archiver, "want_pause", True),
+                             resume=lambda: setattr(archiver, "want_pause", False))
+    try:
+        channel.start()
+    except (LookupError, TimeoutError) as exc:
+        log.error("no control channel: pause/resume will not be obeyed", error=str(exc))
+    log.info("archiving", store=str(store.directory), mails=store.count())
+    try:
+        archiver.run()
+    finally:
+        channel.stop()
+        store.close()

@@ -1,0 +1,1 @@
+"""message-archive: decides by archive rules which mail goes to the archive spool."""

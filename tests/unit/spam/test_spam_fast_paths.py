@@ -1,0 +1,170 @@
+"""spam-filter: each fast path gives exactly what the plain way gives (so fingerprints and scores stay put)."""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from email.message import Message
+from hashlib import blake2b
+
+import pytest
+
+from streams.spam import classifier, mime, normalize
+from streams.spam.classifier import Clue, TokenClassifier, chi2q
+from streams.spam.fingerprint import BINS, shingles, signature, similarity, token_hash
+from streams.spam.lsh import SignatureIndex
+
+_ROTATE = 0x9E3779B1
+
+
+def reference_signature(hashes: set[int], min_shingles: int) -> list[int] | None:
+    """The one-permutation MinHash as first written: sort, least hash per bin, densify by rotation."""
+    if len(hashes) < min_shingles:
+        return None
+    sig = [-1] * BINS
+    for h in sorted(hashes, reverse=True):
+        sig[h >> 57] = h & 0xFFFFFFFF
+    out = list(sig)
+    for i in range(BINS):
+        if sig[i] < 0:
+            dist = 1
+            while sig[(i + dist) % BINS] < 0:
+                dist += 1
+            out[i] = (sig[(i + dist) % BINS] + dist * _ROTATE) & 0xFFFFFFFF
+    return out
+
+
+@pytest.mark.parametrize("size", [12, 40, 300, 5000])
+def test_signature_equals_the_reference_minhash_dense_or_sparse(size: int) -> None:
+    rng = random.Random(size)
+    hashes = {rng.getrandbits(64) for _ in range(size)} | {0, 2**64 - 1}
+    sig = signature(hashes, 12)
+    assert sig is not None and list(sig) == reference_signature(hashes, 12)
+
+
+def test_signature_counts_each_shingle_once() -> None:
+    words = [token_hash(w) for w in "buy now buy now buy now buy now".split()]
+    repeated = shingles([], words * 20, [])
+    assert len(repeated) > 12 and len(set(repeated.tolist())) < 12
+    assert signature(repeated, 12) is None  # many shingles, too few different ones
+
+
+def test_shingles_are_the_three_word_xor_shift() -> None:
+    rng = random.Random(7)
+    subject, body = [rng.getrandbits(64) for _ in range(4)], [rng.getrandbits(64) for _ in range(50)]
+    words = subject + [0x5EB5EB5EB5EB5EB5] + body
+    expected = {a ^ (b >> 1) ^ (c >> 2) for a, b, c in zip(words, words[1:], words[2:])}
+    url = token_hash("\x01url " + normalize.url_skeleton("example.com/a/123"))
+    assert set(shingles(subject, body, ["example.com/a/123"]).tolist()) == expected | {url}
+
+
+def test_a_known_mail_keeps_its_signature() -> None:
+    # pinned (computed with the first, pure-Python MinHash): a change here invalidates every stored pattern
+    words = [token_hash(w) for w in ("cheap meds online order today and save more money " * 3).split()]
+    sig = signature(shingles([token_hash("offer")], words, ["example.com/buy?id=1"]), 12)
+    assert sig is not None
+    assert blake2b(sig.tobytes(), digest_size=8).hexdigest() == "2dcd7f2a8df1b7a5"
+
+
+def reference_classify(c: TokenClassifier, tokens: list[int]) -> tuple[float, list[Clue]]:
+    clues = [clue for clue in map(c._token, tokens) if clue is not None]
+    best = sorted(clues, reverse=True)[: c.max_tokens]
+    if not best:
+        return 0.5, []
+    ham = 1.0 - chi2q(-2.0 * math.fsum(x[1] for x in best), 2 * len(best))
+    spam = 1.0 - chi2q(-2.0 * math.fsum(x[2] for x in best), 2 * len(best))
+    return (spam - ham + 1.0) / 2.0, best
+
+
+@pytest.mark.parametrize("count", [5, 400])  # one by one, and as arrays
+def test_classifier_memo_gives_what_each_token_gives(count: int) -> None:
+    rng = random.Random(count)
+    c = TokenClassifier(max_tokens=150)
+    vocabulary = [rng.getrandbits(64) for _ in range(600)]
+    for n in range(60):
+        c.learn(set(rng.sample(vocabulary, 80)), is_spam=n % 3 == 0)
+    tokens = rng.sample(vocabulary, count) + [rng.getrandbits(64) for _ in range(5)]  # and unknown ones
+    verdict = c.classify(tokens)
+    prob, best = reference_classify(c, tokens)
+    assert verdict.best == best and verdict.prob == prob
+    assert c.classify(tokens).best == best  # from the memo
+    spammy = verdict.prob >= 0.5
+    assert all((p > 0.5) == spammy for p, _ in verdict.clues(5)) and len(verdict.clues()) == len(best)
+
+
+@pytest.mark.parametrize("url", [
+    "http://Example.COM//a//b/", "https://a.b.c./x", "http://1234/", "http://xn--bcher-kva.ch/x", "www.foo.com/bar/",
+    "http://a.com:8080/x", "HTTP://FOO.com/A_b~c!", "http://user@a.com/", "http://a.com/%41b", "http://a.com/x#frag",
+    "http://a.com/\u00e9t\u00e9", "https://shop.example.co.uk/p/1234?utm_source=x&id=7", "http://.../", "http://-/",
+])
+def test_simple_urls_normalise_as_the_general_path_does(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = normalize.normalize_url.__wrapped__(url)
+    monkeypatch.setattr(normalize, "_SIMPLE_URL_RE", re.compile(r"(?!)"))  # never matches: the general path
+    assert fast == normalize.normalize_url.__wrapped__(url)
+
+
+@pytest.mark.parametrize("text", ["", "\n", "a: b", "a: b\n\nbody", "a: b\r\n\r\nbody", "a: b\n\r\nbody",
+                                  "a: b\r\n\nbody", "\r\n\r\n", "a\r\r\n\n", "a: b\nc: d\n\n\nx\n\ny", "x\n"])
+def test_header_block_ends_where_the_regex_says(text: str) -> None:
+    found = re.search(r"\r?\n\r?\n", text)
+    expected = (text, "") if found is None else (text[: found.start()], text[found.end() :])
+    if text.startswith(("\n", "\r\n")):
+        expected = ("", text.split("\n", 1)[1])
+    assert mime._split_head(text) == expected
+
+
+@pytest.mark.parametrize("value", [None, "text/html", 'text/plain; charset="ISO-8859-1"', "TEXT/plain;charset=utf-8",
+                                   "text/plain; charset*=us-ascii'en'utf-8", "bogus", "text/plain; charset=\u00e9"])
+def test_content_type_memo_answers_as_the_stdlib(value: str | None) -> None:
+    msg = Message(policy=mime.POLICY)
+    if value is not None:
+        msg.set_raw("Content-Type", value)
+    assert mime.content_type(msg) == (msg.get_content_type(), msg.get_content_charset())
+
+
+def test_top_level_fields_are_all_returned_and_only_content_fields_kept() -> None:
+    msg, fields = mime.parse(b"Received: x\nSubject: hi\nContent-Type: text/plain; charset=utf-8\n\nbody\n")
+    assert [name for name, _ in fields] == ["Received", "Subject", "Content-Type"]
+    assert msg.keys() == ["Content-Type"] and mime.content_type(msg) == ("text/plain", "utf-8")
+
+
+def test_signature_index_compares_like_similarity_and_forgets() -> None:
+    rng = random.Random(5)
+    base = {rng.getrandbits(64) for _ in range(400)}
+    sigs = {f"p{n}": signature(set(rng.sample(sorted(base), 300)), 12) for n in range(100)}  # past the first 64 rows
+    index = SignatureIndex()
+    for key, sig in sigs.items():
+        assert sig is not None
+        index.add(key, sig)
+    query = signature(base, 12)
+    assert query is not None
+    found = dict(index.candidates(query, 1000))
+    assert found and all(sim == similarity(query, sigs[key]) for key, sim in found.items())  # type: ignore[arg-type]
+    for key in sigs:
+        index.discard(key)
+    assert len(index) == 0 and index.candidates(query, 1000) == []
+
+
+@pytest.mark.parametrize("x2", [0.0, 0.5, 3.0, 40.0, 299.0, 300.0, 301.0, 900.0, 1500.0])
+def test_chi2q_stops_early_only_where_the_rest_cannot_change_the_sum(x2: float) -> None:
+    m = x2 / 2.0
+    term = total = math.exp(-m)
+    for i in range(1, 150):
+        term *= m / i
+        total += term
+    assert chi2q(x2, 300) == min(total, 1.0)
+
+
+def test_classifier_memo_is_bounded_and_refilled(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(9)
+    c = TokenClassifier()
+    vocabulary = [rng.getrandbits(64) for _ in range(300)]
+    for n in range(40):
+        c.learn(set(rng.sample(vocabulary, 60)), is_spam=n % 2 == 0)
+    first, second = vocabulary[:100], vocabulary[100:250]
+    expected = c.classify(second).best
+    monkeypatch.setattr(classifier, "MEMO_LIMIT", 50)
+    mixed = first + second[:10]  # some memoised, some not, and the memo past its limit
+    assert c.classify(mixed).best == reference_classify(c, mixed)[1] and len(c._rows) == len(mixed)
+    assert c.classify(second).best == expected
