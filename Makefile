@@ -7,23 +7,25 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the gateway, its tests and benchmarks start for real
 PACKAGES := openjdk-17-jre-headless maven kcat swaks postfix clamav-daemon clamdscan clamav-testfiles \
-            dovecot-pop3d spamassassin
+            dovecot-pop3d spamassassin spamd spamc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test setup tools clean
+.PHONY: up test setup venv tools clean
 up: setup
 	$(BIN)/mailgate up
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-setup: tools $(VENV)/.installed
+setup: tools venv
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+# pip runs every time (a second or two when nothing changed): a venv left over from another
+# checkout or an older pyproject.toml is brought up to date, never trusted by a timestamp.
+venv:
+	@[ -x $(BIN)/python ] || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --upgrade pip; }
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@
+	@$(BIN)/python -c 'import dns.resolver, grpc_tools, faust, confluent_kafka, aiosmtpd' || \
+	  { echo "the virtualenv $(VENV) lacks packages pyproject.toml names: rm -rf $(VENV) and run make again" >&2; exit 1; }
 
 tools:
 	@missing=""; for pkg in $(PACKAGES); do \

@@ -23,7 +23,8 @@ Spam is "caught" when the verdict is spam (mailgate: score >= spam_threshold;
 SpamAssassin: score >= required_score 5.0). Printed per system: recall, ham
 false-positive rate, precision, and mails/s; then, for both, the best recall
 any threshold reaches with at most 0.1% false positives on this test part (an
-oracle figure: the threshold is picked on the test part itself).
+oracle figure: the threshold is picked on the test part itself). Last, the
+speed ratio mailgate/SpamAssassin, both in mails per CPU second of this run.
 """
 
 from __future__ import annotations
@@ -333,6 +334,25 @@ def _score_with_spamd(spamd: subprocess.Popen, port: int, test: list[Mail], chil
     return [total, bayes]
 
 
+def print_spamassassin(args: argparse.Namespace, train: list[Mail], test: list[Mail], ours: Result | None) -> None:
+    """SpamAssassin's rows, then the speed ratio to the full mailgate measured in this run (if it ran)."""
+    sa_test = test
+    if args.sa_sample and args.sa_sample < len(test):
+        sa_test = random.Random(args.seed).sample(test, args.sa_sample)
+        print(f"SpamAssassin scores a sample of {len(sa_test)} test mails")
+    results = run_spamassassin(train, sa_test, args.sa_children)
+    for result in results:
+        print(result.row(), flush=True)
+    if ours is not None:
+        print(speed_ratio(ours, results[0]))
+
+
+def speed_ratio(ours: Result, peer: Result) -> str:
+    """Both rates are mails per CPU second (one core), measured in this run."""
+    return (f"speed, mails per CPU second: {ours.name.strip()} {ours.rate:.0f}, {peer.name.strip()} {peer.rate:.1f}; "
+            f"ratio mailgate/SpamAssassin {ours.rate / peer.rate:.1f}x")
+
+
 # -- main
 
 
@@ -362,16 +382,14 @@ def main() -> None:
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           f"({os.cpu_count()} CPUs; mails/s is per CPU second of the scoring process, so load inflates it less)")
     print(header(), flush=True)
+    full: Result | None = None
     for n, (name, settings) in enumerate(variants()):
         if args.only in name:
-            print(run_mailgate(name, settings, train, test, args.runs if n == 0 else 1).row(), flush=True)
-    if not args.no_sa:
-        sa_test = test
-        if args.sa_sample and args.sa_sample < len(test):
-            sa_test = random.Random(args.seed).sample(test, args.sa_sample)
-            print(f"SpamAssassin scores a sample of {len(sa_test)} test mails")
-        for result in run_spamassassin(train, sa_test, args.sa_children):
+            result = run_mailgate(name, settings, train, test, args.runs if n == 0 else 1)
+            full = result if n == 0 else full
             print(result.row(), flush=True)
+    if not args.no_sa:
+        print_spamassassin(args, train, test, full)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

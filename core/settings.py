@@ -284,6 +284,11 @@ class SmtpClientSettings(BaseModel):
     max_queue_lifetime_s: float = Field(
         default=5 * 86400.0, gt=0, description="Since the mail was received; then it bounces."
     )
+    journal_fsync: bool = Field(
+        default=False,
+        description="fsync the local delivery journal (in batches) before each delivery log write: survives "
+        "a power loss too, not only a kill of the process.",
+    )
 
     @field_validator("retry_delays_s", mode="before")
     @classmethod

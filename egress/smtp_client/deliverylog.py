@@ -8,6 +8,10 @@ record delivered again after a crash (``kill -9``) or a rebalance skips the
 recipients already done. Every instance tails the whole topic in a thread of
 its own; on start and on each partition assignment it first reads to the end.
 A copy that is finished and whose offset is committed gets a tombstone.
+
+Each mark is first appended to this instance's local journal (``journal.py``), then
+produced: a ``kill -9`` before the broker has the record no longer loses it, the next
+run writes it from the journal (``replay``) before it consumes anything.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
@@ -24,6 +28,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from core.kafka import AsyncProducer, make_consumer
 from core.logging import get_logger
 from core.settings import Settings
+from egress.smtp_client.journal import Entry, Journal
 from schemas import Codec, DecodeError
 
 log = get_logger("smtp-client")
@@ -36,6 +41,10 @@ log = get_logger("smtp-client")
 # an instrumented client): under load what delays a mark is the process waiting for a core, and the
 # broker reading one request per connection at a time, not the client's request limit.
 MARK_NOW = {"linger.ms": 0}
+
+
+# durably(what, make the awaitable): retries a Kafka write until it is acknowledged.
+Durably = Callable[[str, Callable[[], Awaitable[None]]], Awaitable[None]]
 
 
 def log_key(mail_id: str, destination: str | None) -> str:
@@ -59,6 +68,10 @@ class DeliveryLog:
         self._meta = make_consumer(settings, f"{topic}.meta.{uuid.uuid4().hex[:8]}", "smtp-client-log-meta")
         self._producer = AsyncProducer(settings, "smtp-client-log", **MARK_NOW)
         self._thread = threading.Thread(target=self._tail, name="smtp-client-log-tail", daemon=True)
+        # Per node and per log topic (which carries the prefix): never shared by two gateways.
+        self.journal = Journal(settings.home / "smtp-client" / settings.node / topic,
+                               settings.smtp_client.journal_fsync)
+        self._recovered: list[Entry] = []
 
     # -- reading ---------------------------------------------------------------
 
@@ -68,6 +81,7 @@ class DeliveryLog:
             raise RuntimeError(f"topic {self.topic} is missing: run `mailgate topics create`")
         self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in meta.partitions])
         self._partitions = sorted(meta.partitions)
+        self._recovered = self.journal.open()
         self._thread.start()
         if not self.wait_caught_up(timeout):
             raise RuntimeError(f"could not read {self.topic} to its end within {timeout:.0f}s")
@@ -125,18 +139,53 @@ class DeliveryLog:
 
     # -- writing ---------------------------------------------------------------
 
-    async def mark(self, mail_id: str, destination: str | None, recipients: Iterable[str]) -> None:
-        """Record these recipients as finished; returns when the broker has the record."""
+    def record(self, mail_id: str, destination: str | None, recipients: Iterable[str], reply: str = "") -> Entry:
+        """Journal these recipients as finished (one write(2), survives kill -9); ``publish`` sends it."""
         key = log_key(mail_id, destination)
+        entry = self.journal.append(key, mail_id, destination or "", recipients, reply)
         with self._lock:
-            done = self._done[key] = self._done.get(key, frozenset()) | frozenset(recipients)
-        record = {"mail_id": mail_id, "event_time": int(time.time() * 1000), "node": self.node,
-                  "destination": destination or "", "done": sorted(done)}
+            self._done[key] = self._done.get(key, frozenset()) | frozenset(entry.recipients)
+        return entry
+
+    async def publish(self, entry: Entry) -> None:
+        """Returns when the broker has the mark (with every recipient of the copy done so far)."""
+        await self.journal.synced()
+        with self._lock:
+            done = self._done.get(entry.key, frozenset()) | frozenset(entry.recipients)
+        record = {"mail_id": entry.mail_id, "event_time": int(time.time() * 1000), "node": self.node,
+                  "destination": entry.destination, "done": sorted(done)}
         value = self.codec.encode("DeliveryLog", record)
-        await self._producer.send(self.topic, key.encode(), value, self.codec.headers("DeliveryLog", mail_id))
+        await self._producer.send(self.topic, entry.key.encode(), value,
+                                  self.codec.headers("DeliveryLog", entry.mail_id))
+        self.journal.acknowledged(entry)
+
+    async def confirm(self, entry: Entry, durably: Durably) -> None:
+        """Publish a journalled mark until the broker has it."""
+        await durably("delivery log", lambda: self.publish(entry))
+
+    async def mark(self, mail_id: str, destination: str | None, recipients: Iterable[str], durably: Durably,
+                   reply: str = "") -> None:
+        """Journal, then publish until the broker has it."""
+        await self.confirm(self.record(mail_id, destination, recipients, reply), durably)
+
+    async def replay(self, durably: Durably) -> int:
+        """Writes the marks an earlier run journalled but Kafka may not have; call after ``start``."""
+        todo = [e for e in self._recovered if not frozenset(e.recipients) <= self.done(e.key)]
+        for entry in todo:
+            log.warning("delivery log mark recovered from the journal", mail_id=entry.mail_id,
+                        destination=entry.destination, rcpt=entry.recipients, reply=entry.reply)
+            await self.mark(entry.mail_id, entry.destination or None, entry.recipients, durably, entry.reply)
+        self._recovered = []
+        self.journal.recovered()
+        return len(todo)
+
+    def rotate(self) -> None:
+        self.journal.rotate()
 
     async def forget(self, keys: Iterable[str]) -> None:
         """Tombstones for finished copies whose offsets are committed."""
+        keys = list(keys)
+        self.journal.forgot(keys)  # first: a replay must not bring back a tombstoned key
         sends = []
         for key in keys:
             with self._lock:
@@ -166,3 +215,4 @@ class DeliveryLog:
         self._consumer.close()
         self._meta.close()
         self._producer.close(10.0)
+        self.journal.close()

@@ -2,7 +2,7 @@
 
     skip the recipients the delivery log has as finished
     → route → one attempt → per recipient:
-      2xx            → delivery log (before the connection takes another mail), then MailDelivered
+      2xx            → journal + delivery log (before the connection takes another mail), then MailDelivered
       5xx            → a bounce to the sender (never for a bounce), delivery log, DeliveryFailed(permanent)
       4xx / no conn. → the next retry topic, DeliveryFailed(permanent=false, next attempt time);
                        past the queue lifetime: as 5xx
@@ -19,9 +19,10 @@ from typing import Any
 from core.logging import get_logger
 from core.settings import Settings
 from egress.smtp_client.bounce import bounce_mail_id, bounce_record, build_dsn
-from egress.smtp_client.delivery import Outcome, Reply, deliver
-from egress.smtp_client.deliverylog import DeliveryLog, log_key
+from egress.smtp_client.delivery import OnAccepted, OnReply, Outcome, Reply, deliver
+from egress.smtp_client.deliverylog import DeliveryLog, Durably, log_key
 from egress.smtp_client.events import delivered_event, failed_events
+from egress.smtp_client.journal import Entry
 from egress.smtp_client.pool import Pool
 from egress.smtp_client.retry import expired, retry_delay_s, retry_record, retry_topic
 from egress.smtp_client.routing import RouteError, Router
@@ -31,8 +32,6 @@ log = get_logger("smtp-client")
 
 # publish(event type, record, topic, key): returns once the broker has it (retries inside).
 Publish = Callable[[str, dict[str, Any], str, bytes], Awaitable[None]]
-# durably(what, make the awaitable): retries a Kafka write until it is acknowledged.
-Durably = Callable[[str, Callable[[], Awaitable[None]]], Awaitable[None]]
 
 
 def is_null_sender(mail_from: str) -> bool:
@@ -67,17 +66,32 @@ class Handler:
             except RouteError as exc:
                 route = exc  # type: ignore[assignment]
 
-            async def record(outcome: Outcome) -> None:  # right after the 250, before anything else
-                await self.durably("delivery log", lambda: self.dlog.mark(routed["mail_id"],
-                                                                         routed.get("destination"),
-                                                                         outcome.accepted))
-
-            outcome = await deliver(route, self.pool, routed["mail_from"], recipients, data, record)
+            on_reply, record = self._recorders(routed, mlog)
+            outcome = await deliver(route, self.pool, routed["mail_from"], recipients, data, record, on_reply)
             if outcome.accepted:
                 await self._event("MailDelivered", delivered_event(routed, outcome, attempt, self.settings.node))
                 mlog.info("delivered", rcpt=len(outcome.accepted), next_hop=outcome.next_hop, attempt=attempt,
                           tls=outcome.tls.version if outcome.tls else None)
             return await self._failures(routed, outcome, data, attempt, key, mlog)
+
+    def _recorders(self, routed: dict[str, Any], mlog: Any) -> tuple[OnReply, OnAccepted]:
+        """The journal write (as the 250 is parsed) and the delivery log write (right after it)."""
+        journalled: list[Entry] = []
+
+        def on_reply(accepted: list[str], reply: str) -> None:  # one write(2), before the task resumes
+            try:
+                journalled.append(self.dlog.record(routed["mail_id"], routed.get("destination"), accepted,
+                                                   f"250 {reply}"))
+            except OSError as exc:  # a full disk: journalled again below, a few loop turns later
+                mlog.error("cannot write the delivery journal", error=str(exc))
+
+        async def on_accepted(outcome: Outcome) -> None:  # before the connection takes another mail
+            reply = outcome.accepted_reply.line if outcome.accepted_reply else ""
+            entry = journalled[0] if journalled else self.dlog.record(routed["mail_id"], routed.get("destination"),
+                                                                      outcome.accepted, reply)
+            await self.dlog.confirm(entry, self.durably)
+
+        return on_reply, on_accepted
 
     async def _failures(self, routed: dict[str, Any], outcome: Outcome, data: bytes, attempt: int, key: str,
                         mlog: Any) -> str | None:
@@ -108,8 +122,7 @@ class Handler:
             await self.publish("MailRouted", record, self.names.mail_out, record["destination"].encode())
             mlog.warning("failed for good; bounced to the sender", rcpt=sorted(failed), bounce_mail_id=bounce_id,
                          reply=next(iter(failed.values())).line)
-        await self.durably("delivery log", lambda: self.dlog.mark(routed["mail_id"], routed.get("destination"),
-                                                                 failed))
+        await self.dlog.mark(routed["mail_id"], routed.get("destination"), failed, self.durably)
         for record in failed_events(routed, outcome, failed, attempt, self.settings.node, permanent=True,
                                     bounce_mail_id=bounce_id):
             await self._event("DeliveryFailed", record)

@@ -170,6 +170,8 @@ class SmtpClient:
         self.producer = AsyncProducer(self.settings, SERVICE)
         self.dlog = DeliveryLog(self.settings, self.codec, self.names(DELIVERY_LOG))
         await asyncio.to_thread(self.dlog.start)
+        # What a killed run had journalled but maybe not written to the log: before any record comes again.
+        await self.dlog.replay(self._durably)
         self.handler = Handler(self.settings, self.names, self.router, self.pool, self.dlog, self._publish,
                                self._durably)
         self.consumer = make_consumer(self.settings, self.names.group(SERVICE), SERVICE)
@@ -208,6 +210,8 @@ class SmtpClient:
     async def _housekeeping(self) -> None:
         with self._lock:
             forget, self._forget = self._forget, []
+        if self.dlog is not None:
+            self.dlog.rotate()
         if forget and self.dlog is not None:
             await self.dlog.forget(forget)
         await self.pool.expire()

@@ -30,7 +30,9 @@ from streams.spam.normalize import Extracted, registrable_domain, url_host
 
 _SUBJECT_RE = re.compile(r"[^\W_]+|[!$%*]{2,}")
 Clue = tuple[float, float, float, int]  # (strength |p-0.5|, ln p, ln(1-p), token hash)
-_RECEIVED_DOTTED_RE = re.compile(r"[a-z0-9.-]*\.[a-z0-9.-]*")  # the runs of these characters that hold a dot
+# the runs of these characters that hold a dot, as r"[a-z0-9.-]*\.[a-z0-9.-]*" finds them; tried only where a
+# run starts, without backtracking (that one retried every position of a run without a dot)
+_RECEIVED_DOTTED_RE = re.compile(r"(?<![a-z0-9.-])[a-z0-9-]*+\.[a-z0-9.-]*")
 MEMO_LIMIT = 1_000_000  # tokens memoised at most
 _FEW_TOKENS = 32  # fewer new tokens than this: memoised one by one
 _HALF_ULP = 2.0**-54  # a term below this share of a sum rounds away when added to it
@@ -101,11 +103,12 @@ def tokenize(ex: Extracted, subject_words: list[str], body_words: list[str], bod
              mail_from: str = "", rcpt_to: Sequence[str] = (), use_headers: bool = True) -> tuple[list[str], list[int]]:
     """The unique tokens of one mail and their hashes (body words as ``fingerprint.words``
     cuts them, with ``body_hashes`` their hashes, so that no word is hashed twice)."""
-    unique = dict(zip(body_hashes, body_words))  # each word once, in order of first use
-    lengths = list(map(len, unique.values()))
-    tokens = dict(compress(unique.items(), map(_WORD_LENGTHS.__contains__, lengths)))  # no bytecode per word
+    # each word once, in order of first use; keyed by the word, whose str hash is cached (a word has one hash)
+    unique = dict(zip(body_words, body_hashes))
+    lengths = list(map(len, unique))
+    tokens = dict(compress(zip(unique.values(), unique), map(_WORD_LENGTHS.__contains__, lengths)))  # no bytecode per word
     extra = ["s:" + w for w in subject_words]
-    extra += [f"skip:{w[0]}{len(w) // 10}" for w in compress(unique.values(), map(gt, lengths, repeat(12)))]
+    extra += [f"skip:{w[0]}{len(w) // 10}" for w in compress(unique, map(gt, lengths, repeat(12)))]
     for url in ex.urls:
         host = url_host(url)
         extra += ["url:" + host, "url-dom:" + registrable_domain(host)]
@@ -119,20 +122,40 @@ def tokenize(ex: Extracted, subject_words: list[str], body_words: list[str], bod
 class Verdict:
     prob: float
     table: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))  # strength, ln p, ln(1-p) of each token used
-    tokens: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))  # ... and its hash; most decisive first
+    tokens: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))  # ... and its hash
+    positions: np.ndarray = field(default_factory=lambda: np.empty(0, np.intp))  # ... and its place in the input
+    ordered: bool = True  # rows most decisive first; else in input order (all were used: sorted only when asked)
 
     @property
     def best(self) -> list[Clue]:
         """The tokens used, most decisive first, as (strength, ln p, ln(1-p), token hash)."""
-        return [(*row, tok) for row, tok in zip(self.table.tolist(), self.tokens.tolist())]
+        rows = self._sorted(np.arange(len(self.tokens)))
+        return [(*row, tok) for row, tok in zip(self.table[rows].tolist(), self.tokens[rows].tolist())]
 
     def clues(self, limit: int | None = None) -> list[tuple[float, int]]:
         """(token probability, token hash), most decisive first; with ``limit``, only as many
         as that of those that speak for the verdict (spam when prob >= 0.5, else ham)."""
-        rows = np.arange(len(self.tokens))
-        if limit is not None:  # ln p > ln(1-p): p > 0.5
-            rows = np.flatnonzero((self.table[:, 1] > self.table[:, 2]) == (self.prob >= 0.5))[:limit]
+        rows = self._clue_rows(limit)
         return list(zip(map(math.exp, self.table[rows, 1].tolist()), self.tokens[rows].tolist()))
+
+    def clue_positions(self, limit: int | None = None) -> list[tuple[float, int]]:
+        """``clues`` with each token's place in the list given to ``classify`` instead of its hash."""
+        rows = self._clue_rows(limit)
+        return list(zip(map(math.exp, self.table[rows, 1].tolist()), self.positions[rows].tolist()))
+
+    def _clue_rows(self, limit: int | None) -> np.ndarray:
+        if limit is None:
+            return self._sorted(np.arange(len(self.tokens)))
+        # ln p > ln(1-p): p > 0.5; the side is picked first, so only its rows are sorted
+        side = np.flatnonzero((self.table[:, 1] > self.table[:, 2]) == (self.prob >= 0.5))
+        return self._sorted(side)[:limit]
+
+    def _sorted(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` most decisive first, by (strength, ln p, ln(1-p), token) as tuples compare."""
+        if self.ordered:
+            return rows
+        t = self.table[rows]
+        return rows[np.lexsort((self.tokens[rows], t[:, 2], t[:, 1], t[:, 0]))[::-1]]
 
 
 def chi2q(x2: float, v: int) -> float:
@@ -236,14 +259,17 @@ class TokenClassifier:
             self._memoise(list(compress(tokens, map(is_, rows, repeat(None)))))
             rows = list(map(self._rows.get, tokens))
         index = np.array(rows, dtype=np.intp)
-        index = index[index >= 0]
-        if not len(index):
+        positions = np.flatnonzero(index >= 0)
+        if not len(positions):
             return Verdict(0.5)
+        index = index[positions]
         table, toks = self._table[index], self._tokens[index]
-        # most decisive first, by (strength, ln p, ln(1-p), token) as tuples compare; the first max_tokens
-        order = np.lexsort((toks, table[:, 2], table[:, 1], table[:, 0]))[::-1][: self.max_tokens]
-        table, toks = table[order], toks[order]
-        n = len(order)
+        ordered = len(positions) > self.max_tokens
+        if ordered:  # the most decisive max_tokens, by (strength, ln p, ln(1-p), token) as tuples compare
+            order = np.lexsort((toks, table[:, 2], table[:, 1], table[:, 0]))[::-1][: self.max_tokens]
+            table, toks, positions = table[order], toks[order], positions[order]
+        # else all are used, and fsum (exactly rounded) does not depend on their order
+        n = len(toks)
         hamminess = 1.0 - chi2q(-2.0 * math.fsum(table[:, 1].tolist()), 2 * n)
         spamminess = 1.0 - chi2q(-2.0 * math.fsum(table[:, 2].tolist()), 2 * n)
-        return Verdict((spamminess - hamminess + 1.0) / 2.0, table, toks)
+        return Verdict((spamminess - hamminess + 1.0) / 2.0, table, toks, positions, ordered)

@@ -70,17 +70,32 @@ def _split_head(text: str) -> tuple[str, str]:
     if text.startswith(("\n", "\r\n")):  # an entity without headers
         return "", text.split("\n", 1)[1]
     # the first empty line, as r"\r?\n\r?\n" finds it, with str.find (the regex steps through every character)
-    ends = [i for i in (text.find("\n\n"), text.find("\n\r\n")) if i >= 0]
-    if not ends:
+    # "\n\r\n" looked for only before the first "\n\n" (most mails have no \r: it would scan all the text)
+    lf = text.find("\n\n")
+    crlf = text.find("\n\r\n", 0, len(text) if lf < 0 else lf + 1)
+    if lf < 0 and crlf < 0:
         return text, ""
-    end = min(ends)
+    end = crlf if crlf >= 0 else lf
     start = end - 1 if end and text[end - 1] == "\r" else end
     return text[:start], text[end + (2 if text[end + 1] == "\n" else 3) :]
 
 
+def _split_fields(head: str) -> list[str]:
+    """``_FIELD_SPLIT_RE.split(head)``: the regex steps through every character, this through lines."""
+    out: list[str] = []
+    for line in head.split("\n"):
+        if out and line and line[0] in " \t":  # a continuation line
+            out[-1] += "\n" + line
+            continue
+        if out and out[-1][-1:] == "\r":  # the \r of a line break between fields is no part of either
+            out[-1] = out[-1][:-1]
+        out.append(line)
+    return out
+
+
 def _set_headers(msg: Message, head: str, fields: list[tuple[str, str]] | None) -> None:
     """The fields of ``head`` into ``msg``; with ``fields``, all go there and only Content-* into ``msg``."""
-    for n, field in enumerate(_FIELD_SPLIT_RE.split(head)):
+    for n, field in enumerate(_split_fields(head)):
         if parsed := _FIELD_RE.match(field):  # name (RFC 5322 ftext) up to the first colon, blanks after it
             name, value = parsed[1], field[parsed.end() : parsed.end() + MAX_HEADER_CHARS]
             if fields is None:

@@ -50,6 +50,7 @@ _CONFUSABLES: dict[int, Any] = {**_ZERO_WIDTH, **{ord(p[0]): p[1].lower() for p 
 _CONFUSABLE_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in _CONFUSABLES) + "]")
 
 _URL_RE = re.compile(r"""(?:https?://|www\.)[^\s<>"'(){}\[\]|\\^`]+""")  # on folded (lower-case) text
+_URL_SPLIT_RE = re.compile(f"({_URL_RE.pattern})")
 _HREF_RE = re.compile(r"""\b(?:href|src|action|background)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
 # the same on lower-cased markup: case-sensitive, and without \b (checked per match), it is 4x faster
 _HREF_LOWER_RE = re.compile(r"""(?:href|src|action|background)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
@@ -61,8 +62,10 @@ _COMBINING_RE = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20f
 _HOST_RE = re.compile(r"[^\s/?#@:\\{}<>\[\]\"'`|^%]+")
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _SLASHES_RE = re.compile(r"/{2,}")
-# http(s), a plain host name, no port, user, %-escape, query or fragment: nothing for quote() or urlsplit to do
-_SIMPLE_URL_RE = re.compile(r"[hH][tT][tT][pP][sS]?://([A-Za-z0-9.-]*[A-Za-z0-9-][A-Za-z0-9.-]*)(/[\w/.~!$&'()*+,;=:@-]*)?", re.ASCII)
+# http(s), a plain host name, no port, user, %-escape or fragment, a query of plain k=v pairs if any:
+# nothing for quote(), urlsplit or parse_qsl to do
+_SIMPLE_URL_RE = re.compile(r"[hH][tT][tT][pP][sS]?://([A-Za-z0-9.-]*[A-Za-z0-9-][A-Za-z0-9.-]*)(/[\w/.~!$&'()*+,;=:@-]*)?"
+                            r"(?:\?([\w.~-]+(?:=[\w.~-]*)?(?:&[\w.~-]+(?:=[\w.~-]*)?)*))?", re.ASCII)
 _SKELETON_RE = re.compile(r"\d+")
 _NAMED_IN = ("content-disposition", "content-type")
 _RANDOMISH_RE = re.compile(r"(?=[a-z]*\d)[a-z0-9_-]{12,}")
@@ -224,7 +227,7 @@ def normalize_url(url: str) -> str | None:
         url = "http://" + url
     if (simple := _SIMPLE_URL_RE.fullmatch(url)) and not (host := simple[1].strip(".").lower()).isdigit() \
             and "xn--" not in host:  # what the general path below makes of it, without its parsing
-        return host + _SLASHES_RE.sub("/", simple[2] or "").rstrip("/")
+        return host + _SLASHES_RE.sub("/", simple[2] or "").rstrip("/") + _simple_query(simple[3])
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -241,6 +244,14 @@ def normalize_url(url: str) -> str | None:
     return netloc + path + ("?" + urlencode(sorted(query)) if query else "")
 
 
+def _simple_query(query: str | None) -> str:
+    """What parse_qsl, the tracking filter and urlencode make of k=v pairs that need no (un)quoting."""
+    if not query:
+        return ""
+    pairs = sorted((k, v) for k, _, v in (pair.partition("=") for pair in query.split("&")) if _keep_param(k))
+    return "?" + "&".join(f"{k}={v}" for k, v in pairs) if pairs else ""
+
+
 def url_host(normalized: str) -> str:
     return normalized.split("/", 1)[0].split("?", 1)[0].rsplit(":", 1)[0] if normalized else ""
 
@@ -251,7 +262,10 @@ def url_skeleton(normalized: str) -> str:
     segments and every parameter value. Two mailings of one campaign share it."""
     base, _, query = normalized.partition("?")
     base = _RANDOMISH_RE.sub("*", _SKELETON_RE.sub("0", base.lower()))
-    keys = sorted({k.lower() for k, _ in parse_qsl(query, keep_blank_values=True)})
+    if "%" in query or "+" in query:  # escapes: the stdlib unquotes them
+        keys = sorted({k.lower() for k, _ in parse_qsl(query, keep_blank_values=True)})
+    else:  # what parse_qsl gives of plain pairs, without its per-pair work
+        keys = sorted({pair.partition("=")[0].lower() for pair in query.split("&") if pair})
     return base + ("?" + "&".join(keys) if keys else "")
 
 
@@ -382,8 +396,9 @@ def extract(raw: bytes, max_parts: int = 64, max_text_chars: int = 60_000) -> Ex
         links += found
     # URLs out of the folded text: the same as out of fold()'s, since a URL holds no white space
     text = _fold_letters(" ".join(plain)[:max_text_chars])
-    found_urls = _URL_RE.findall(text)
-    out.text = " ".join((_URL_RE.sub(" ", text) if found_urls else text).split())
+    pieces = _URL_SPLIT_RE.split(text)  # text, URL, text, ...: findall and sub in one pass
+    found_urls = pieces[1::2]
+    out.text = " ".join(" ".join(pieces[::2]).split())
     found_urls += links
     out.raw_urls = len(found_urls)
     out.urls = list(dict.fromkeys(u for u in map(normalize_url, found_urls[:200]) if u))

@@ -220,7 +220,7 @@ def _pattern_reason(m: Match, what: str) -> str:
 
 
 def _classifier_reason(verdict: Verdict, f: Features) -> str:
-    clues = [(p, f.tokens[f.hashes.index(t)]) for p, t in verdict.clues(5)]
+    clues = [(p, f.tokens[at]) for p, at in verdict.clue_positions(5)]
     words = ", ".join(f"{name!r} {p:.2f}" for p, name in clues)
     return f"token classifier {verdict.prob:.3f} ({words})"
 

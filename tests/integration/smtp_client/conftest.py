@@ -4,11 +4,13 @@ client in its own event loop, feeding mail.out directly as message-validation wo
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from email.message import EmailMessage
 from email.utils import make_msgid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,8 +36,13 @@ def message(subject: str, sender: str = "sender@origin.test", to: str = "rcpt@de
     return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
 
 
+# The client's local journal (per node and topic prefix, so tests never share one); not the user's home.
+HOME = Path(tempfile.gettempdir()) / "mailgate-smtp-client-tests"
+
+
 def settings_for(broker: Broker, **client: Any) -> Settings:
     return Settings(
+        home=HOME,
         kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers, topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
                             partitions=2),
         smtp_server=SmtpServerSettings(hostname="gw.test"),

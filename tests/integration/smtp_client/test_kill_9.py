@@ -26,6 +26,7 @@ def service_env(settings: Settings, smarthost: str) -> dict[str, str]:
     return {**outside, "MAILGATE_KAFKA__BOOTSTRAP_SERVERS": settings.bootstrap_servers,
             "MAILGATE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
             "MAILGATE_KAFKA__PARTITIONS": str(settings.kafka.partitions),
+            "MAILGATE_HOME": str(settings.home),
             "MAILGATE_SMTP_CLIENT__SMARTHOST": smarthost, "MAILGATE_SMTP_CLIENT__CONCURRENCY": "40",
             "MAILGATE_SMTP_CLIENT__DESTINATION_CONCURRENCY": "20", "MAILGATE_LOG_LEVEL": "warning",
             # The killed member's partitions return to the group after this (the broker's minimum).

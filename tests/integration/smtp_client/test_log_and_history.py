@@ -8,12 +8,13 @@ import subprocess
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from confluent_kafka import TopicPartition
 
 from core.kafka import make_consumer, make_producer
 from egress.smtp_client.deliverylog import log_key
+from egress.smtp_client.journal import Entry
 from schemas.topics import DELIVERY_LOG
 from tests.integration.smtp_client.conftest import Harness, message
 from tests.integration.smtp_client.peers import Script, ScriptedSink
@@ -71,14 +72,14 @@ async def test_a_connection_takes_the_next_mail_only_once_the_last_250_is_in_the
         h = harness_factory(transport={"dest.test": sink.address}, destination_concurrency=1)
         client = await h.start()
         assert client.dlog is not None
-        real_mark, entered, release = client.dlog.mark, asyncio.Event(), asyncio.Event()
+        real_publish, entered, release = client.dlog.publish, asyncio.Event(), asyncio.Event()
 
-        async def held_mark(mail_id: str, destination: str | None, recipients: Iterable[str]) -> None:
+        async def held_publish(entry: Entry) -> None:
             entered.set()
             await release.wait()  # the log write of the first 250 is slow
-            await real_mark(mail_id, destination, recipients)
+            await real_publish(entry)
 
-        client.dlog.mark = held_mark  # type: ignore[method-assign]
+        client.dlog.publish = held_publish  # type: ignore[method-assign]
         h.feed(*(h.routed(message(f"one by one {i}"), [f"o{i}@dest.test"]) for i in range(2)))
         await asyncio.wait_for(entered.wait(), 30)
         await asyncio.sleep(1.0)

@@ -7,6 +7,7 @@ import random
 import re
 from email.message import Message
 from hashlib import blake2b
+from urllib.parse import parse_qsl
 
 import pytest
 
@@ -77,7 +78,7 @@ def reference_classify(c: TokenClassifier, tokens: list[int]) -> tuple[float, li
     return (spam - ham + 1.0) / 2.0, best
 
 
-@pytest.mark.parametrize("count", [5, 400])  # one by one, and as arrays
+@pytest.mark.parametrize("count", [5, 100, 400])  # one by one, as arrays, and more than max_tokens
 def test_classifier_memo_gives_what_each_token_gives(count: int) -> None:
     rng = random.Random(count)
     c = TokenClassifier(max_tokens=150)
@@ -91,17 +92,41 @@ def test_classifier_memo_gives_what_each_token_gives(count: int) -> None:
     assert c.classify(tokens).best == best  # from the memo
     spammy = verdict.prob >= 0.5
     assert all((p > 0.5) == spammy for p, _ in verdict.clues(5)) and len(verdict.clues()) == len(best)
+    on_side = [(math.exp(c[1]), c[3]) for c in best if (c[1] > c[2]) == spammy][:5]  # sorted first, then the side
+    assert verdict.clues(5) == on_side
+    assert [(p, tokens[at]) for p, at in verdict.clue_positions(5)] == on_side
 
 
 @pytest.mark.parametrize("url", [
     "http://Example.COM//a//b/", "https://a.b.c./x", "http://1234/", "http://xn--bcher-kva.ch/x", "www.foo.com/bar/",
     "http://a.com:8080/x", "HTTP://FOO.com/A_b~c!", "http://user@a.com/", "http://a.com/%41b", "http://a.com/x#frag",
     "http://a.com/\u00e9t\u00e9", "https://shop.example.co.uk/p/1234?utm_source=x&id=7", "http://.../", "http://-/",
+    "http://a.com/x?b=2&a=1&b=1", "http://a.com?x", "http://a.com/p?k=&j&utm_medium=m", "http://a.com/p?utm_x=1",
+    "http://a.com/p?q=a%20b", "http://a.com/p?q=a+b", "http://a.com/p?a=1&&b=2", "http://a.com/p?a=b=c", "http://a.com/p?",
 ])
 def test_simple_urls_normalise_as_the_general_path_does(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     fast = normalize.normalize_url.__wrapped__(url)
     monkeypatch.setattr(normalize, "_SIMPLE_URL_RE", re.compile(r"(?!)"))  # never matches: the general path
     assert fast == normalize.normalize_url.__wrapped__(url)
+
+
+@pytest.mark.parametrize("query", ["", "a=1", "B=2&a=1&b", "a=1&&b=2", "=x&k=", "x=a%20b&y=1", "q=a+b", "k=v=w"])
+def test_url_skeleton_keys_are_what_parse_qsl_gives(query: str) -> None:
+    keys = sorted({k.lower() for k, _ in parse_qsl(query, keep_blank_values=True)})
+    assert normalize.url_skeleton.__wrapped__("a.com/p" + ("?" + query if query else "")) == \
+        "a.com/p" + ("?" + "&".join(keys) if keys else "")
+
+
+@pytest.mark.parametrize("head", ["", "a: b", "a: b\r\nc: d", "a: b\r\n c\r\nd: e\r", "a: b\n\tc\n d\ne: f",
+                                  " lead\nx: y", "a\r\r\nb", "a: b\n\nc", "a: b\n\r\nc", "From x\na: b\r"])
+def test_header_fields_split_where_the_regex_splits(head: str) -> None:
+    assert mime._split_fields(head) == mime._FIELD_SPLIT_RE.split(head)
+
+
+@pytest.mark.parametrize("line", ["from mx.example.com (mx.example.com [10.1.2.3]) by a.b.org with esmtp id x.y.z",
+                                  "from esmtpaaaaaaaaaaaaaaaaaaa.. by -.- (.) a..b x-y.z9 ..", "nothing dotted here", ""])
+def test_received_runs_are_what_the_backtracking_regex_finds(line: str) -> None:
+    assert classifier._RECEIVED_DOTTED_RE.findall(line) == re.findall(r"[a-z0-9.-]*\.[a-z0-9.-]*", line)
 
 
 @pytest.mark.parametrize("text", ["", "\n", "a: b", "a: b\n\nbody", "a: b\r\n\r\nbody", "a: b\n\r\nbody",
