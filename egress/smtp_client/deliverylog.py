@@ -23,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from core.kafka import AsyncProducer, make_consumer
 from core.logging import get_logger
@@ -41,6 +41,9 @@ log = get_logger("smtp-client")
 # an instrumented client): under load what delays a mark is the process waiting for a core, and the
 # broker reading one request per connection at a time, not the client's request limit.
 MARK_NOW = {"linger.ms": 0}
+
+# A topic just created (or a broker restarting) answers these for a moment; waited out on start.
+NO_LEADER_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
 
 
 # durably(what, make the awaitable): retries a Kafka write until it is acknowledged.
@@ -120,14 +123,25 @@ class DeliveryLog:
     def wait_caught_up(self, timeout: float = 30.0) -> bool:
         """Blocks until everything written to the log before this call has been read."""
         deadline = time.monotonic() + timeout
-        ends = {p: self._meta.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout)[1]
-                for p in self._partitions}
+        ends = {p: self._end_offset(p, deadline) for p in self._partitions}
         while time.monotonic() < deadline:
             with self._lock:
                 if all(self._seen.get(p, 0) >= end for p, end in ends.items() if end > 0):
                     return True
             time.sleep(0.02)
         return False
+
+    def _end_offset(self, partition: int, deadline: float) -> int:
+        """The partition's end; waits out retriable errors (a topic just created has no leader yet)."""
+        while True:
+            try:
+                return int(self._meta.get_watermark_offsets(TopicPartition(self.topic, partition),
+                                                            timeout=max(deadline - time.monotonic(), 0.1))[1])
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not (err.retriable() or err.code() in NO_LEADER_YET) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def done(self, key: str) -> frozenset[str]:
         with self._lock:
