@@ -54,36 +54,9 @@ class Outcome:
         return [r for r, reply in self.failed.items() if reply.permanent]
 
 
+# on_accepted(outcome): runs as soon as the delivering task sees the 250, while the mail still holds its
+# connection; its first, synchronous step is the journal write (handler.py).
 OnAccepted = Callable[[Outcome], Awaitable[None]]
-# on_reply(accepted recipients, the 250's text): runs synchronously as the final 250 is parsed (the
-# journal write), not one or two event loop turns later when the delivering task resumes.
-OnReply = Callable[[list[str], str], None]
-
-
-def _when_parsed(client: aiosmtplib.SMTP, accepted: list[str], on_reply: OnReply) -> Callable[[], None]:
-    """Calls ``on_reply`` inside the protocol's ``data_received`` as soon as a 2xx reply is parsed
-    (DATA's 354 is not one); returns the disarm. aiosmtplib hands a parsed reply to the waiting task
-    through futures and ``wait_for``: two more loop turns, each of which may wait for the GIL (5 ms
-    switch interval) while the delivery log's tail thread decodes. A kill in those turns was a duplicate."""
-    proto = client.protocol
-    if proto is None:
-        return lambda: None
-    original = proto.data_received
-
-    def data_received(data: bytes) -> None:
-        original(data)
-        waiter = getattr(proto, "_response_waiter", None)  # aiosmtplib's parsed reply, awaiting pickup
-        if waiter is None or not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
-            return
-        if 200 <= waiter.result().code < 300:
-            disarm()
-            on_reply(accepted, waiter.result().message)
-
-    def disarm() -> None:
-        proto.__dict__.pop("data_received", None)
-
-    proto.data_received = data_received  # type: ignore[method-assign]
-    return disarm
 
 
 def _all(recipients: list[str], reply: Reply, next_hop: str = "") -> Outcome:
@@ -104,7 +77,7 @@ class _Refused(Exception):
 
 
 async def _sendmail(client: aiosmtplib.SMTP, mail_from: str, recipients: list[str],
-                    data: bytes, on_reply: OnReply | None = None) -> tuple[dict[str, Reply], str]:
+                    data: bytes) -> tuple[dict[str, Reply], str]:
     """MAIL, RCPT per recipient, DATA: (refused recipients, the DATA reply's text). Like aiosmtplib's
     sendmail, except that a 4xx/5xx to DATA keeps the RCPT replies: a recipient refused with 550 is
     bounced at once, not retried with the others."""
@@ -120,12 +93,7 @@ async def _sendmail(client: aiosmtplib.SMTP, mail_from: str, recipients: list[st
         if len(refused) == len(recipients):
             await client.rset()
             return refused, ""
-        disarm = _when_parsed(client, [r for r in recipients if r not in refused], on_reply) if on_reply else None
-        try:
-            return refused, (await client.data(data)).message
-        finally:
-            if disarm is not None:
-                disarm()
+        return refused, (await client.data(data)).message
     except aiosmtplib.SMTPResponseException as exc:
         try:
             await client.rset()  # a clean envelope for the next mail on this connection
@@ -135,11 +103,11 @@ async def _sendmail(client: aiosmtplib.SMTP, mail_from: str, recipients: list[st
 
 
 async def _transaction(conn: Connection, mail_from: str, recipients: list[str], data: bytes,
-                       fresh: bool, on_reply: OnReply | None) -> tuple[Outcome, bool]:
+                       fresh: bool) -> tuple[Outcome, bool]:
     """Send one mail on ``conn``: (outcome, connection still usable)."""
     label, tls = conn.host.label, conn.tls
     try:
-        refused, text = await _sendmail(conn.client, mail_from, recipients, data, on_reply)
+        refused, text = await _sendmail(conn.client, mail_from, recipients, data)
     except _Refused as exc:  # MAIL or DATA refused, 421, ...
         failed = {**_all(recipients, Reply(exc.error.code, exc.error.message)).failed, **exc.refused}
         return Outcome(failed=failed, next_hop=label, tls=tls), exc.error.code != 421
@@ -157,10 +125,10 @@ async def _transaction(conn: Connection, mail_from: str, recipients: list[str], 
 
 
 async def deliver(route: Route | RouteError, pool: Pool, mail_from: str, recipients: list[str],
-                  data: bytes, on_accepted: OnAccepted | None = None, on_reply: OnReply | None = None) -> Outcome:
-    """One attempt. ``on_reply`` (the journal write) runs as the 250 is parsed; ``on_accepted`` (the
-    delivery log write) runs right after the 250, while this mail
-    still holds its connection and destination slot: the next mail on a connection starts only once
+                  data: bytes, on_accepted: OnAccepted | None = None) -> Outcome:
+    """One attempt. ``on_accepted`` (the journal, then the delivery log write) runs right after the 250,
+    with no await between the reply reaching this task and the call, while this mail still holds its
+    connection and destination slot: the next mail on a connection starts only once
     the previous one's 250 is recorded, so a killed client has at most one recorded-too-late 250 per
     session, not as many as it could send while its log writes were stuck."""
     if isinstance(route, RouteError):
@@ -175,7 +143,7 @@ async def deliver(route: Route | RouteError, pool: Pool, mail_from: str, recipie
                     last = _all(recipients, exc.reply, host.label)
                     break  # next host
                 try:
-                    outcome, usable = await _transaction(conn, mail_from, recipients, data, not reused, on_reply)
+                    outcome, usable = await _transaction(conn, mail_from, recipients, data, not reused)
                 except _Dead:
                     await conn.close()
                     continue  # a new connection to the same host

@@ -155,8 +155,14 @@ class DeliveryLog:
 
     def record(self, mail_id: str, destination: str | None, recipients: Iterable[str], reply: str = "") -> Entry:
         """Journal these recipients as finished (one write(2), survives kill -9); ``publish`` sends it."""
-        key = log_key(mail_id, destination)
-        entry = self.journal.append(key, mail_id, destination or "", recipients, reply)
+        key, rcpts = log_key(mail_id, destination), sorted(recipients)
+        try:
+            entry = self.journal.append(key, mail_id, destination or "", rcpts, reply)
+        except OSError as exc:  # a full disk: the mark still goes to Kafka, only kill -9 is not covered
+            log.error("cannot write the delivery journal; the delivery log record is sent without it",
+                      mail_id=mail_id, destination=destination, error=str(exc),
+                      hint=f"free space in {self.journal.directory}")
+            entry = Entry(key, mail_id, destination or "", rcpts, reply)
         with self._lock:
             self._done[key] = self._done.get(key, frozenset()) | frozenset(entry.recipients)
         return entry

@@ -4,17 +4,24 @@ before its delivery log record goes to Kafka.
 The delivery log (``deliverylog.py``) marks a recipient done once the broker has the
 record: one broker round trip (1-30+ ms under load) after the 250 was read. A
 ``kill -9`` in that window made the next run deliver the mail again. The journal
-closes it for a process crash: right after the 250 is read, one ``os.write`` appends
-the mark (mail id, destination, recipients, reply) to an append-only file, and only
-then is the Kafka record produced. What ``write(2)`` returned for is in the kernel's
+closes most of it for a process crash: once the delivering task has the 250, one
+``os.write`` appends the mark (mail id, destination, recipients, reply) to an
+append-only file, and only then is the Kafka record produced. What ``write(2)`` returned for is in the kernel's
 page cache and survives the death of the process. On start the client reads its
 journal, writes every mark the Kafka log does not have yet (idempotently: the log
 merges recipient sets), and only then consumes.
 
-Covered: a crash of the process (kill -9, OOM kill, a Python crash). What remains is
-the time between the 250 reaching the socket and ``write(2)`` returning
-(microseconds once the reply is read; a 250 still unread in the socket buffer at the
-kill is lost to any client, RFC 1047).
+Covered: a crash of the process (kill -9, OOM kill, a Python crash) once the
+delivering task has seen the 250: the write is the first thing it does then
+(``handler.py``), synchronously, before any await. What remains is the time before
+that: aiosmtplib's protocol parses the reply in ``data_received`` and resolves a
+future; the task resumes a few event loop turns later (the future's callback, then
+``wait_for``'s), and each turn may first run other ready callbacks (other deliveries,
+Kafka acknowledgements) and wait for the GIL while the delivery log's tail thread
+decodes (5 ms switch interval). Microseconds on an idle client, milliseconds under
+load; a kill there means the mail is delivered again on the next run (a duplicate,
+never a loss). A 250 still unread in the socket buffer at the kill is lost to any
+client (RFC 1047).
 Not covered: a crash of the machine (power loss, kernel panic) unless ``journal_fsync``
 is on (marks are then fsync'ed in batches before they go to Kafka, which costs a disk
 flush per batch); and a partition taken over by another node before this instance

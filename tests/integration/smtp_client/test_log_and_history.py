@@ -4,11 +4,13 @@ flow, and `mailgate delivery show`: what happened to mail X for recipient Y."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import subprocess
 import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import TopicPartition
 
@@ -88,6 +90,32 @@ async def test_a_connection_takes_the_next_mail_only_once_the_last_250_is_in_the
         await sink.await_for(2)
         await h.stop()
     assert sorted(m.rcpt_to[0] for m in sink.mails) == ["o0@dest.test", "o1@dest.test"]
+
+
+async def test_a_journal_that_cannot_be_written_still_logs_the_250_on_kafka(
+        harness_factory: Callable[..., Harness]) -> None:
+    """A full disk costs the kill -9 cover of the journal, never the delivery log record."""
+    with ScriptedSink() as sink:
+        h = harness_factory(transport={"dest.test": sink.address})
+        client = await h.start()
+        assert client.dlog is not None
+
+        def disk_full(*args: Any, **kwargs: Any) -> Entry:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        client.dlog.journal.append = disk_full  # type: ignore[method-assign]
+        mail_id = h.send(message("disk full"), ["full@dest.test"])
+        # MailDelivered is written only once the delivery log record is acknowledged.
+        events = await h.wait_events(lambda ev: any(e.event_type == "MailDelivered" for e in ev))
+        for _ in range(100):
+            if await asyncio.to_thread(committed, h) == 1:
+                break
+            await asyncio.sleep(0.1)
+        await h.stop()
+    assert [m.rcpt_to for m in sink.mails] == [["full@dest.test"]]
+    assert [(e.event_type, e.value["rcpt_to"]) for e in events if e.value["mail_id"] == mail_id] == \
+        [("MailDelivered", ["full@dest.test"])]
+    assert await asyncio.to_thread(committed, h) == 1, "the record's offset was not committed"
 
 
 async def test_pausing_mid_flow_holds_what_was_fetched_and_delivers_each_mail_once(
