@@ -81,6 +81,39 @@ async def test_tls_required_is_never_sent_in_clear_and_verified_when_offered(
     assert plain.mails == [] and plain.handler.mail_commands == 0  # not even MAIL FROM in clear
 
 
+async def test_tls_required_with_a_certificate_that_fails_verification_is_deferred_never_sent_in_clear(
+        harness_factory: Callable[..., Harness], tmp_path: Path) -> None:
+    trusted, stranger = trustme.CA(), trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    trusted.cert_pem.write_to_path(str(ca_file))
+    # One sink's certificate is for the right address but from a CA the client does not trust; the
+    # other's is from the trusted CA but for another host name.
+    with ScriptedSink(tls=tls_server(stranger, "127.0.0.1")) as untrusted, \
+            ScriptedSink(tls=tls_server(trusted, "elsewhere.test")) as misnamed:
+        h = harness_factory(tls_ca_file=ca_file, tls_policy={"untrusted.test": "required", "misnamed.test": "required"},
+                            transport={"untrusted.test": untrusted.address, "misnamed.test": misnamed.address})
+        await h.start()
+        by_ca = h.send(message("untrusted issuer"), ["u@untrusted.test"])
+        by_name = h.send(message("wrong host name"), ["u@misnamed.test"])
+        events = await h.wait_events(lambda ev: all(sum(e.value["mail_id"] == m for e in ev) >= 2
+                                                    for m in (by_ca, by_name)))
+        retried = {r.value["mail_id"]: r.value for r in await asyncio.to_thread(h.topic, "mail.retry.1")}
+        await h.stop()
+    for sink in (untrusted, misnamed):
+        assert sink.mails == [] and sink.handler.mail_commands == 0  # not even MAIL FROM in clear
+        assert sink.counter.sessions >= 2  # it was reached (and offered STARTTLS) on each attempt
+    assert not [e for e in events if e.event_type == "MailDelivered"]
+    for mail_id, problem in ((by_ca, "unable to get local issuer certificate"),
+                             (by_name, "IP address mismatch, certificate is not valid for '127.0.0.1'")):
+        failed = [e.value for e in events if e.value["mail_id"] == mail_id]
+        assert all(e.event_type == "DeliveryFailed" for e in events if e.value["mail_id"] == mail_id)
+        assert all(f["permanent"] is False and f["next_attempt_time"] and f["reply_code"] is None
+                   for f in failed), failed
+        assert all("4.7.5" in f["reply_text"] and "certificate verify failed" in f["reply_text"]
+                   and problem in f["reply_text"] for f in failed), failed
+        assert retried[mail_id]["rcpt_to"] == failed[0]["rcpt_to"] and retried[mail_id]["attempt"] == 1
+
+
 async def test_connection_dropped_mid_data_is_retried(harness_factory: Callable[..., Harness]) -> None:
     with DroppingServer(drops=1) as server:
         h = harness_factory(transport={"dest.test": server.address})
