@@ -7,6 +7,7 @@
       4xx / no conn. → the next retry topic, DeliveryFailed(permanent=false, next attempt time);
                        past the queue lifetime: as 5xx
 Everything is written (and acknowledged) before the caller commits the record's offset.
+Each attempt's time and its recipients' outcomes are counted on /metrics (``metrics.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from egress.smtp_client.bounce import bounce_mail_id, bounce_record, build_dsn
 from egress.smtp_client.delivery import OnAccepted, Outcome, Reply, deliver
 from egress.smtp_client.deliverylog import DeliveryLog, Durably, log_key
 from egress.smtp_client.events import delivered_event, failed_events
+from egress.smtp_client.metrics import ATTEMPT, count
 from egress.smtp_client.pool import Pool
 from egress.smtp_client.retry import expired, retry_delay_s, retry_record, retry_topic
 from egress.smtp_client.routing import RouteError, Router
@@ -65,9 +67,12 @@ class Handler:
             except RouteError as exc:
                 route = exc  # type: ignore[assignment]
 
+            started = time.monotonic()
             outcome = await deliver(route, self.pool, routed["mail_from"], recipients, data, self._recorder(routed))
+            ATTEMPT.observe(time.monotonic() - started)
             if outcome.accepted:
                 await self._event("MailDelivered", delivered_event(routed, outcome, attempt, self.settings.node))
+                count("delivered", len(outcome.accepted))
                 mlog.info("delivered", rcpt=len(outcome.accepted), next_hop=outcome.next_hop, attempt=attempt,
                           tls=outcome.tls.version if outcome.tls else None)
             return await self._failures(routed, outcome, data, attempt, key, mlog)
@@ -117,6 +122,7 @@ class Handler:
         for record in failed_events(routed, outcome, failed, attempt, self.settings.node, permanent=True,
                                     bounce_mail_id=bounce_id):
             await self._event("DeliveryFailed", record)
+        count("bounced", len(failed))
 
     async def _defer(self, routed: dict[str, Any], outcome: Outcome, failed: dict[str, Reply], attempt: int,
                      now_ms: int, mlog: Any) -> None:
@@ -130,6 +136,7 @@ class Handler:
         for event in failed_events(routed, outcome, failed, attempt, self.settings.node, permanent=False,
                                    next_attempt_ms=due_ms):
             await self._event("DeliveryFailed", event)
+        count("deferred", len(failed))
         mlog.info("deferred", rcpt=len(failed), reply=reply.line, retry_in_s=delay, attempt=attempt, topic=topic)
 
     async def _event(self, event_type: str, record: dict[str, Any]) -> None:
