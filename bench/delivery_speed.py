@@ -103,7 +103,9 @@ class SmtpSink:
 
 def run_mailgate(bootstrap: str, data: list[bytes], sink: SmtpSink, args: argparse.Namespace,
                  workdir: Path) -> float:
-    settings = Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"b{uuid.uuid4().hex[:6]}.",
+    # The client's journal goes under the run's temp dir (removed at the end), not the user's home.
+    settings = Settings(home=workdir / "home",
+                        kafka=KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"b{uuid.uuid4().hex[:6]}.",
                                             partitions=2))
     ensure_topics(settings)
     codec = default_codec()
@@ -125,6 +127,7 @@ def run_mailgate(bootstrap: str, data: list[bytes], sink: SmtpSink, args: argpar
         producer.poll(0)
     assert producer.flush(60) == 0
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")},
+           "MAILGATE_HOME": str(settings.home),
            "MAILGATE_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "MAILGATE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
            "MAILGATE_SMTP_CLIENT__SMARTHOST": f"127.0.0.1:{sink.port}",
            "MAILGATE_SMTP_CLIENT__DESTINATION_CONCURRENCY": str(args.concurrency),
