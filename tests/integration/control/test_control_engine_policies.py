@@ -5,11 +5,8 @@ an engine restart; its diagnostics endpoint answers administrators only."""
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +20,7 @@ from control.services import SERVICES
 from control.topics import ensure_topics
 from core.control_channel import PROCESS
 from core.settings import ControlSettings, KafkaSettings, Settings
-from tests.integration.control.conftest import ADMIN_TOKEN, USER, USER_TOKEN, wait_until
+from tests.integration.control.conftest import ADMIN_TOKEN, USER, USER_TOKEN, diagnostics, listening, wait_until
 from tests.support.kafka import Broker
 from tests.support.ports import free_port
 
@@ -97,16 +94,6 @@ def test_spam_filter_is_started_again_after_the_grace_period(settings: Settings,
         assert svc(engine, "smtp-client").proc is None
 
 
-def diagnostics(port: int, token: str | None) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/diagnostics",
-                                     headers={"Authorization": f"Bearer {token}"} if token else {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def test_remote_support_runs_only_when_asked_for_its_duration(settings: Settings, plane: ControlPlane) -> None:
     port = settings.control.remote_support_port
     remote = ServiceSpec("remote-support", "-", auto_start=False)
@@ -115,7 +102,7 @@ def test_remote_support_runs_only_when_asked_for_its_duration(settings: Settings
         assert svc(engine, "remote-support").proc is None  # never started by itself
         plane.set_process(ADMIN, "remote-support", "node-p", "running", duration_s=6)
         wait_until("diagnostics answer", lambda: diagnostics(port, ADMIN_TOKEN)[0] == 200
-                   if _listening(port) else None, timeout=20)
+                   if listening(port) else None, timeout=20)
         status, body = diagnostics(port, ADMIN_TOKEN)
         assert body["node"] == "node-p" and any(s["service"] == "remote-support" for s in body["services"])
         assert diagnostics(port, USER_TOKEN)[0] == 403
@@ -123,22 +110,13 @@ def test_remote_support_runs_only_when_asked_for_its_duration(settings: Settings
         assert diagnostics(port, "wrong")[0] == 401
         wait_until("stopped when its time ran out", lambda: svc(engine, "remote-support").state == "stopped",
                    timeout=15)
-        assert not _listening(port)
+        assert not listening(port)
         plane.set_process(ADMIN, "remote-support", "", "running", duration_s=600)
-        wait_until("running again", lambda: _listening(port), timeout=20)
-    assert not _listening(port)
+        wait_until("running again", lambda: listening(port), timeout=20)
+    assert not listening(port)
     with RunningEngine(settings, [remote]) as engine:  # the engine restarts
         desired = wait_until("the engine refused the old start", lambda: (d := plane.desired.effective(
             PROCESS, "node-p", "remote-support")) and d["state"] == "stopped" and d, timeout=15)
         assert "never started automatically" in desired["reason"]
-        assert svc(engine, "remote-support").proc is None and not _listening(port)
+        assert svc(engine, "remote-support").proc is None and not listening(port)
 
-
-def _listening(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False

@@ -1,6 +1,6 @@
 """Quarantine queues through gRPC, on the real broker: a user sees and releases only its own
 copy; an administrator sees every recipient; release delivers, delete removes, reports go to
-spam.reports; configuration changes are events with who made them."""
+spam.reports; configuration changes are events with who made them; the same through the CLI."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from control.rpc import pb
 from core.kafka import make_producer
 from schemas import default_codec, new_mail_id, pack_message
-from tests.integration.control.conftest import USER, Node, wait_until
+from tests.integration.control.conftest import USER, USER_TOKEN, Node, mailgate, row, wait_until
 from tests.support.topics import read_topic
 
 
@@ -116,3 +116,50 @@ def test_config_change_is_an_event_and_reaches_a_restarted_service(node: Node) -
     wait_until("the new limit applies", third_recipient_refused, timeout=20)
     node.admin("SetConfig", pb.SetConfigRequest(key="smtp_server.max_recipients", reset=True))
     assert node.admin("GetConfig", pb.GetConfigRequest()).entries == []
+
+
+def test_cli_queue_show_release_delete(node: Node) -> None:
+    held = quarantine(node, "spam", [USER], "cli spam")
+    other = quarantine(node, "virus", ["carol@example.org"], "cli virus")
+    listed = mailgate(node, "queue", "list", "spam")
+    assert listed.returncode == 0, listed.stderr
+    assert row(listed.stdout, held)[1] == "spam" and other not in listed.stdout
+
+    shown = mailgate(node, "queue", "show", held)
+    assert shown.returncode == 0, shown.stderr
+    assert [row(shown.stdout, key)[1] for key in ("mail id", "queue", "from", "to", "subject", "why")] == \
+        [held, "spam", "x@outside.test", USER, "cli spam", "spam: test"]
+    assert "Subject: cli spam" in shown.stdout and "body of cli spam" not in shown.stdout  # the header only
+    raw = mailgate(node, "queue", "show", held, "--raw")
+    assert raw.returncode == 0 and raw.stdout.endswith("\n\nbody of cli spam\n")
+
+    before = len(node.sink.mails)
+    released = mailgate(node, "queue", "release", held, "--reason", "not spam")
+    assert released.returncode == 0, released.stderr
+    assert released.stdout.strip() == f"release of {held} for {USER}"
+    delivered = node.sink.wait_for(before + 1, timeout=60)[before:]
+    assert [m.rcpt_to for m in delivered] == [[USER]] and b"body of cli spam" in delivered[0].data
+    gone = mailgate(node, "queue", "show", held)
+    assert gone.returncode == 3 and f"no mail {held} in any quarantine queue" in gone.stderr
+
+    denied = mailgate(node, "queue", "delete", other, token=USER_TOKEN)  # carol's mail, not bob's
+    assert denied.returncode == 3 and f"no mail {other} in any quarantine queue for {USER}" in denied.stderr
+    deleted = mailgate(node, "queue", "delete", other, "--queue", "virus")
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.strip() == f"delete of {other} for carol@example.org"
+    assert other not in mailgate(node, "queue", "list").stdout
+    again = mailgate(node, "queue", "delete", other)
+    assert again.returncode == 3 and f"no mail {other}" in again.stderr
+
+
+@pytest.mark.parametrize(("args", "code", "says"), [
+    (("show", "no-such-mail"), 3, "no mail no-such-mail in any quarantine queue"),
+    (("release", "no-such-mail", "--queue", "spam"), 3, "no mail no-such-mail in queue spam"),
+    (("delete", "no-such-mail"), 3, "no mail no-such-mail in any quarantine queue"),
+    (("show", "no-such-mail", "--queue", "inbox"), 2, "unknown queue 'inbox'; the queues are: spam, virus"),
+])
+def test_cli_queue_errors(node: Node, args: tuple[str, ...], code: int, says: str) -> None:
+    done = mailgate(node, "queue", *args)
+    assert done.returncode == code, done.stderr
+    assert says in " ".join(done.stderr.split())
+    assert done.stdout == ""

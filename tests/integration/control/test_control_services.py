@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from email.message import EmailMessage
@@ -27,7 +26,7 @@ from control.rpc import pb
 from control.services import SERVICES
 from core.kafka import make_producer
 from schemas import default_codec, new_mail_id, pack_message
-from tests.integration.control.conftest import ADMIN_TOKEN, NODE, USER_TOKEN, Node, wait_until
+from tests.integration.control.conftest import ADMIN_TOKEN, NODE, USER_TOKEN, Node, mailgate, row, wait_until
 
 STATE = pb.ServiceState
 
@@ -257,18 +256,6 @@ def test_metrics_of_every_service(node: Node) -> None:
 
 # -- the CLI --------------------------------------------------------------------------
 
-def mailgate(node: Node, *args: str, token: str | None = ADMIN_TOKEN, port: int | None = None) -> \
-        subprocess.CompletedProcess[str]:
-    env = {**node.gateway.env, "COLUMNS": "250"}
-    env["MAILGATE_CONTROL__TOKEN"] = token or ""
-    if token is None:
-        env.pop("MAILGATE_CONTROL__TOKEN")
-    if port is not None:
-        env["MAILGATE_CONTROL__PORT"] = str(port)
-    return subprocess.run([sys.executable, "-m", "control.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=60, cwd=node.gateway.home)
-
-
 def test_cli_tables_and_exit_codes(node: Node) -> None:
     listed = mailgate(node, "services", "list")
     assert listed.returncode == 0, listed.stderr
@@ -286,3 +273,47 @@ def test_cli_tables_and_exit_codes(node: Node) -> None:
     assert paused.returncode == 0 and "pause of" in paused.stdout
     resumed = mailgate(node, "services", "resume", "smtp-client")
     assert resumed.returncode == 0
+
+
+def test_cli_services_stop_start_restart(node: Node) -> None:
+    port = node.gateway.smtp_port
+    stopped = mailgate(node, "services", "stop", "smtp-server", "--reason", "cli test")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.strip() == "stop of smtp-server on every node asked"
+    wait_until("smtp-server stopped", lambda: refused(port) and node.service("smtp-server").state
+               == STATE.SERVICE_STATE_STOPPED)
+    cells = row(mailgate(node, "services", "list", "--node", NODE).stdout, "smtp-server")
+    assert cells[1:3] == [NODE, "stopped"] and cells[4] == "-" and cells[-1] == "stopped"  # no pid while stopped
+
+    started = mailgate(node, "services", "start", "smtp-server")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "start of smtp-server on every node asked"
+    wait_until("smtp-server listening again", lambda: not refused(port))
+    old = wait_until("smtp-server reported running", lambda: (s := node.service("smtp-server")).state
+                     == STATE.SERVICE_STATE_RUNNING and s)
+    cells = row(mailgate(node, "services", "list").stdout, "smtp-server")
+    assert cells[1:3] == [NODE, "running"] and cells[4] == str(old.pid) and cells[-1] == "running"
+
+    restarted = mailgate(node, "services", "restart", "smtp-server", "--node", NODE)
+    assert restarted.returncode == 0, restarted.stderr
+    assert restarted.stdout.strip() == f"restart of smtp-server on node {NODE} asked"
+    new = wait_until("smtp-server restarted with a new pid", lambda: (s := node.service("smtp-server")).state
+                     == STATE.SERVICE_STATE_RUNNING and s.pid not in (0, old.pid) and s)
+    wait_until("smtp-server listening after the restart", lambda: not refused(port))
+    assert new.desired == "running"
+
+
+@pytest.mark.parametrize(("args", "code", "says"), [
+    (("start", "smtp-servr"), 2, "unknown service 'smtp-servr'; the services are: smtp-server,"),
+    (("restart", "smtp-servr"), 2, "unknown service 'smtp-servr'"),
+    (("restart", "smtp-server", "--node", "nowhere"), 2,
+     f"no engine of node 'nowhere' has reported; the nodes are: {NODE}"),
+    (("start", "remote-support"), 2, "remote-support runs for a limited time only: give a duration"),
+    (("start", "remote-support", "--duration", "soon"), 2, "'soon' is not a duration: use e.g. 90s, 30m, 2h"),
+    (("start", "smtp-server", "--duration", "30m"), 2, "a duration applies to remote-support only"),
+])
+def test_cli_services_errors(node: Node, args: tuple[str, ...], code: int, says: str) -> None:
+    done = mailgate(node, "services", *args)
+    assert done.returncode == code, done.stderr
+    assert says in " ".join(done.stderr.split())  # rich may wrap a long line
+    assert done.stdout == ""
