@@ -114,7 +114,10 @@ class AuthInterceptor(grpc.ServerInterceptor):
                                                    response_serializer=handler.response_serializer)
 
 
-def _streamed_as(principal: Principal, inner: Callable[[Any, Any], Iterator[Any]]) -> Callable[[Any, Any], Iterator[Any]]:
+Streaming = Callable[[Any, Any], Iterator[Any]]
+
+
+def _streamed_as(principal: Principal, inner: Streaming) -> Streaming:
     """A server-streaming method run as ``principal``: each step of its iterator runs in a context
     of its own that holds the caller (gRPC pulls the responses one by one, after the call returned)."""
     def behaviour(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:

@@ -166,8 +166,8 @@ def found_by_grpc(gw: Gateway) -> None:
         call = lambda m, r: wait_until(f"{m} answers", lambda: _try(getattr(stub, m), r, auth), timeout=60)  # noqa: E731
         reply = call("SearchArchive", pb.ArchiveQuery(sender="alice@example.net", subject="test 7"))
         assert [m.subject for m in reply.mails] == ["archive test 7"] and reply.mails[0].source == "pipeline"
-        export = joined(stub.ExportArchive(pb.ArchiveExportRequest(query=pb.ArchiveQuery(text="word1003"),
-                                                                   format=pb.EXPORT_FORMAT_EML), metadata=auth, timeout=20))
+        request = pb.ArchiveExportRequest(query=pb.ArchiveQuery(text="word1003"), format=pb.EXPORT_FORMAT_EML)
+        export = joined(stub.ExportArchive(request, metadata=auth, timeout=20))
         assert len(export) == 1 and b"Subject: archive test 1003" in next(iter(export.values()))
         with pytest.raises(grpc.RpcError) as bad:
             stub.SearchArchive(pb.ArchiveQuery(limit=-1), metadata=auth, timeout=20)

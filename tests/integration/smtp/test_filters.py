@@ -17,7 +17,8 @@ from tests.support.smtp_raw import RawSmtp
 MSG = b"Subject: filters\r\n\r\nhello\r\n"
 
 # Sender-specified routing through our own domain (Postfix refuses it: allow_untrusted_routing = no).
-ROUTED = ["victim%elsewhere.test@example.com", "elsewhere.test!victim@example.com", '"victim@elsewhere.test"@example.com']
+ROUTED = ["victim%elsewhere.test@example.com", "elsewhere.test!victim@example.com",
+          '"victim@elsewhere.test"@example.com']
 # Ways to ask a relay for mail to somewhere else (what an open-relay tester tries).
 RELAY_TRICKS = [
     "victim@elsewhere.test",

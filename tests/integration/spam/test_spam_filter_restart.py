@@ -117,7 +117,8 @@ def test_restarted_spam_filter_scores_its_first_mail_with_the_learnt_patterns(br
     # The near-duplicate waits on mail.in before the filter is back: it is the first mail scored.
     mail_id, value = received(mutate(spam, "Mary Smith", "b1"))
     producer = make_producer(settings, "test")
-    producer.produce(names("mail.in"), key=mail_id.encode(), value=value, headers=codec.headers("MailReceived", mail_id))
+    producer.produce(names("mail.in"), key=mail_id.encode(), value=value,
+                     headers=codec.headers("MailReceived", mail_id))
     assert producer.flush(10) == 0
 
     restarted = SpamFilterProcess(broker, settings, log)

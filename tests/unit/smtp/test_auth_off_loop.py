@@ -34,7 +34,8 @@ class Collected(asyncio.Transport):
         return self.closed
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("192.0.2.7", 40000), "cipher": ("TLS_AES_128_GCM_SHA256", "TLSv1.3", 128)}.get(name, default)
+        info = {"peername": ("192.0.2.7", 40000), "cipher": ("TLS_AES_128_GCM_SHA256", "TLSv1.3", 128)}
+        return info.get(name, default)
 
     def pause_reading(self) -> None:
         pass

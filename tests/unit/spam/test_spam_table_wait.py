@@ -37,7 +37,8 @@ def sample(name: str, **labels: str) -> float:
 
 
 def test_metrics_count_verdicts_scores_and_reports() -> None:
-    spam, ham = sample("mailgate_spam_scored_total", verdict="spam"), sample("mailgate_spam_scored_total", verdict="ham")
+    spam = sample("mailgate_spam_scored_total", verdict="spam")
+    ham = sample("mailgate_spam_scored_total", verdict="ham")
     reports, total = sample("mailgate_spam_reports_applied_total", label="ham"), sample("mailgate_spam_score_sum")
     high = sample("mailgate_spam_score_bucket", le="0.5")
     count_scored("spam", 0.9)
