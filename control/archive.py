@@ -50,8 +50,10 @@ def find(settings: Settings, q: Query) -> list[dict[str, Any]]:
         return search(store, checked(q))
 
 
-def exported(settings: Settings, q: Query, fmt: str) -> list[tuple[str, bytes]]:
+def exported(settings: Settings, q: Query, fmt: str) -> Iterator[tuple[str, bytes]]:
+    """(mail id, bytes) per mail found, read one at a time (an export may be larger than memory)."""
     if fmt not in ("mbox", "eml"):
         raise InvalidArgument(f"export format {fmt!r}: use mbox or eml")
     with opened(settings) as store:
-        return [(row["mail_id"], data) for row, data in export(store, checked(q), fmt)]
+        for row, data in export(store, checked(q), fmt):
+            yield row["mail_id"], data

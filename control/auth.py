@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,9 +85,9 @@ class AuthInterceptor(grpc.ServerInterceptor):
         handler = continuation(details)
         if handler is None:
             return handler
-        if handler.unary_unary is None:  # fail closed: only unary calls get the token check below
+        if handler.unary_unary is None and handler.unary_stream is None:  # fail closed: client streams get no check
             return _deny(grpc.StatusCode.UNIMPLEMENTED,
-                         f"{method} is a streaming method, and the token check covers unary methods only")
+                         f"{method} is a client-streaming method, and the token check covers one-request methods only")
         token = bearer(details.invocation_metadata)
         principal = self.tokens.resolve(token) if token else None
         if principal is None:
@@ -97,6 +97,10 @@ class AuthInterceptor(grpc.ServerInterceptor):
         if not allowed(principal, method):
             return _deny(grpc.StatusCode.PERMISSION_DENIED,
                          f"{method.rsplit('/', 1)[-1]} is for administrators; {principal.actor} is a user")
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _streamed_as(principal, handler.unary_stream), request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
         inner = handler.unary_unary
 
         def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
@@ -108,6 +112,30 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(behaviour, request_deserializer=handler.request_deserializer,
                                                    response_serializer=handler.response_serializer)
+
+
+Streaming = Callable[[Any, Any], Iterator[Any]]
+
+
+def _streamed_as(principal: Principal, inner: Streaming) -> Streaming:
+    """A server-streaming method run as ``principal``: each step of its iterator runs in a context
+    of its own that holds the caller (gRPC pulls the responses one by one, after the call returned)."""
+    def behaviour(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        ctx = contextvars.copy_context()
+        ctx.run(_current.set, principal)
+        responses = ctx.run(inner, request, context)
+        try:
+            while (response := ctx.run(next, responses, _END)) is not _END:
+                yield response
+        finally:  # the client went away (or the end): the method's resources close now
+            close = getattr(responses, "close", None)
+            if close is not None:
+                ctx.run(close)
+
+    return behaviour
+
+
+_END = object()
 
 
 def _deny(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:

@@ -74,6 +74,7 @@ def _mail(held: Held, recipients: list[str]) -> pb.QueuedMail:
 
 
 EXPORT_FORMATS = {pb.EXPORT_FORMAT_MBOX: "mbox", pb.EXPORT_FORMAT_EML: "eml"}
+EXPORT_CHUNK = 1 << 20  # bytes of a mail per ArchiveChunk: far below gRPC's default 4 MB receive limit
 
 
 def _archive_query(request: Any) -> Any:
@@ -193,9 +194,14 @@ class ControlServicer(pb_grpc.ControlServicer):
         rows = self._call(context, lambda: find(self.plane.settings, _archive_query(request)))
         return pb.ArchiveSearchResponse(mails=[_archived(r) for r in rows])
 
-    def ExportArchive(self, request: Any, context: grpc.ServicerContext) -> pb.ArchiveExportResponse:
+    def ExportArchive(self, request: Any, context: grpc.ServicerContext) -> Iterator[pb.ArchiveChunk]:
+        """Streams each mail found in pieces of at most EXPORT_CHUNK bytes (issue 10: one reply with
+        every mail passed gRPC's 4 MB receive limit)."""
         from control.archive import exported
 
         fmt = EXPORT_FORMATS.get(request.format, "")
-        chunks = self._call(context, lambda: exported(self.plane.settings, _archive_query(request.query), fmt))
-        return pb.ArchiveExportResponse(chunks=[pb.ArchiveChunk(mail_id=m, data=d) for m, d in chunks])
+        with _status(context):  # a bad query or no store: the status comes before any chunk
+            for mail_id, data in exported(self.plane.settings, _archive_query(request.query), fmt):
+                for start in range(0, max(len(data), 1), EXPORT_CHUNK):
+                    yield pb.ArchiveChunk(mail_id=mail_id, data=data[start:start + EXPORT_CHUNK],
+                                          last=start + EXPORT_CHUNK >= len(data))

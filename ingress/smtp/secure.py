@@ -120,8 +120,16 @@ def auth_continue(engine: SmtpEngine, line: bytes) -> None:
         login, password = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
     else:
         password = decoded
-    assert engine.authenticator is not None and engine.session is not None and login is not None
-    if login and engine.authenticator(login, password):
+    assert login is not None
+    engine._start(verify(engine, login, password))
+
+
+async def verify(engine: SmtpEngine, login: str, password: str) -> None:
+    """The password check in a thread: a pbkdf2 secret (200,000 iterations) costs ~0.1 s of CPU, which
+    on the event loop would stall every session. The engine reads no further command meanwhile."""
+    assert engine.authenticator is not None and engine.session is not None
+    ok = bool(login) and await asyncio.to_thread(engine.authenticator, login, password)
+    if ok:
         engine.session.authenticated = True
         engine.session.client.user = login
         engine.reply("235 2.7.0 Authentication successful")

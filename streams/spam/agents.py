@@ -1,5 +1,9 @@
 """The spam-filter agents: score the in-queue, learn from reports, and keep every
-node's pattern table in step with the compacted spam.patterns topic."""
+node's pattern table in step with the compacted spam.patterns topic.
+
+Scoring and learning wait until the pattern table has been read to its end (at most
+``spam.patterns_wait_s``): right after a restart the store is empty, and a mail scored
+then would miss every pattern learnt before (issue 6)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from core.tables import TableFollower
 from schemas import Codec, DecodeError, unpack_message
 from schemas.quarantine import unreadable_record
 from schemas.topics import SPAM_PATTERNS, TopicNames
+from streams.spam.metrics import count_report, count_scored
 from streams.spam.patterns import Pattern
 from streams.spam.scoring import Report, Score, SpamFilter
 from streams.topics import StreamTopics
@@ -40,10 +45,25 @@ def pattern_record(pattern: Pattern) -> dict[str, Any]:
     return {**pattern.to_record(), "event_time": int(time.time() * 1000)}
 
 
+async def table_loaded(ready: asyncio.Event, timeout: float, mail_id: str | None) -> None:
+    """Waits (bounded) for the pattern table; past the bound, scoring goes on with what it has."""
+    if ready.is_set():
+        return
+    log.info("waiting for the pattern table (spam.patterns) to be read", mail_id=mail_id, timeout_s=timeout)
+    try:
+        await asyncio.wait_for(ready.wait(), timeout)
+    except TimeoutError:
+        log.warning("pattern table not loaded in time: scoring with the patterns read so far", mail_id=mail_id,
+                    timeout_s=timeout, hint="check spam.patterns on the broker, or raise spam.patterns_wait_s")
+        ready.set()
+
+
 def register(app: faust.App, topics: StreamTopics, codec: Codec, settings: Settings, spam: SpamFilter,
              gate: FaustGate | None = None) -> None:
     gate = gate or FaustGate()
     node = settings.node
+    patterns_ready = asyncio.Event()  # set by follow_patterns once spam.patterns is read to its end
+    wait_s = settings.spam.patterns_wait_s
 
     async def publish_pattern(pattern: Pattern | None, pattern_id: str) -> None:
         value = None if pattern is None else codec.encode("SpamPattern", pattern_record(pattern))
@@ -54,6 +74,7 @@ def register(app: faust.App, topics: StreamTopics, codec: Codec, settings: Setti
     async def score(stream: faust.StreamT) -> None:
         async for event in stream.events():
             await gate.wait()  # paused: this event and the rest stay unacknowledged (lag grows)
+            await table_loaded(patterns_ready, wait_s, (event.key or b"").decode(errors="replace") or None)
             raw_event: bytes = event.value
             try:
                 mail = codec.decode(raw_event, expect="MailReceived").record
@@ -70,18 +91,21 @@ def register(app: faust.App, topics: StreamTopics, codec: Codec, settings: Setti
             record = scored_record(mail, raw_event, result, node)
             await topics.mail_scored.send(key=mail["mail_id"].encode(), value=codec.encode("MailScored", record),
                                           headers=codec.headers("MailScored", mail["mail_id"]))
+            count_scored(result.verdict, record["score"])
             log.info("scored", mail_id=mail["mail_id"], score=record["score"], verdict=result.verdict,
                      matched=len(result.matched))
 
     @app.agent(topics.spam_reports, name="learn")
     async def learn(stream: faust.StreamT) -> None:
         async for value in stream:
+            await table_loaded(patterns_ready, wait_s, None)  # a report on an empty store would not find its patterns
             try:
                 report = report_from(codec.decode(value, expect="SpamReport").record)
                 patterns = spam.learn(report)
             except (DecodeError, ValueError) as exc:
                 log.warning("report ignored", reason=str(exc))
                 continue
+            count_report(report.label)
             for pattern in patterns:
                 await publish_pattern(pattern, pattern.pattern_id)
             log.info("learnt", mail_id=report.mail_id, label=report.label, reporter=report.reporter,
@@ -106,6 +130,12 @@ def register(app: faust.App, topics: StreamTopics, codec: Codec, settings: Setti
             loop.call_soon_threadsafe(spam.apply_record, key.decode(), record)
 
         topic = TopicNames(settings.kafka.topic_prefix)(SPAM_PATTERNS)
-        follower = TableFollower(settings, topic, apply, name=STAGE)  # a daemon thread, for the process's life
-        await asyncio.to_thread(follower.start, 60.0)
-        log.info("pattern table loaded", patterns=len(spam.store))
+        try:
+            follower = TableFollower(settings, topic, apply, name=STAGE)  # a daemon thread, for the process's life
+            await asyncio.to_thread(follower.start, wait_s)
+        except Exception as exc:  # scoring goes on without the table (or with the part read): say so
+            log.error("pattern table not loaded: scoring with the patterns read so far", topic=topic,
+                      patterns=len(spam.store), error=str(exc))
+        else:
+            log.info("pattern table loaded", patterns=len(spam.store))
+        patterns_ready.set()  # the records queued on the loop above were applied before this line runs

@@ -38,6 +38,9 @@ class SpamSettings(BaseModel):
         default=3, ge=1, description="Spam patterns a domain needs (and no ham) before it counts as a spam domain."
     )
     reputation_weight: float = Field(default=0.0, ge=0, le=1, description="Score added by a spam domain (0: off).")
+    patterns_wait_s: float = Field(
+        default=60, ge=0, description="After a start, scoring waits at most this long for spam.patterns to be read.",
+    )
     use_patterns: bool = True
     use_classifier: bool = True
     use_header_tokens: bool = Field(default=True, description="Header and anomaly tokens feed the classifier.")

@@ -1,6 +1,12 @@
 """smtp-server filter ``relay``: mail only for our domains; relaying only for trusted
 networks and authenticated clients. Never bypassed: this is what keeps us from being
-an open relay."""
+an open relay.
+
+Sender-specified routing is relaying too: ``victim%elsewhere.test@example.com``,
+``elsewhere.test!victim@example.com`` and ``"victim@elsewhere.test"@example.com``
+name our domain but ask a host behind us to send the mail on. Like Postfix
+(``allow_untrusted_routing = no``), a local part with ``%``, ``!`` or ``@`` is
+refused from untrusted clients (issue 4)."""
 
 from __future__ import annotations
 
@@ -15,12 +21,26 @@ def address_domain(address: str) -> str:
     return address.rpartition("@")[2].strip().rstrip(".").lower()
 
 
+ROUTING_CHARACTERS = "%!@"
+NOT_OURS = "Relay access denied: this server accepts mail only for its own domains"
+ROUTED = ("Relay access denied: sender-specified routing (% ! or @ in the local part) is accepted only from "
+          "trusted or authenticated clients")
+
+
+def routed(address: str) -> bool:
+    """The local part routes on to another host (user%host@us, host!user@us, "user@host"@us)."""
+    local = address.rpartition("@")[0]
+    return any(c in local for c in ROUTING_CHARACTERS)
+
+
 def relay_verdict(address: str, domains: set[str]) -> str | None:
     """None when we accept mail for this recipient, else the 5xx reply (no trust, no AUTH)."""
     if "@" not in address:
         return "550 5.1.3 Recipient address needs a domain"
     if address_domain(address) not in domains:
-        return "550 5.7.1 Relay access denied: this server accepts mail only for its own domains"
+        return f"550 5.7.1 {NOT_OURS}"
+    if routed(address):
+        return f"550 5.7.1 {ROUTED}"
     return None
 
 
@@ -61,13 +81,15 @@ class RelayControl:
 
     async def check(self, ask: Check) -> Verdict:
         rcpt = ask.rcpt or ""
-        if "@" in rcpt and address_domain(rcpt) in self.domains:
-            return CONTINUE
         if "@" not in rcpt:
             return reject(self.name, 550, "5.1.3", f"<{rcpt}>: Recipient address needs a domain")
+        ours = address_domain(rcpt) in self.domains
+        if ours and not routed(rcpt):
+            return CONTINUE
         if ask.client.trusted:
             return note(self.name, f"relay for trusted network client [{ask.client.ip}]")
         if ask.client.user is not None and self.relay_authenticated:
             return note(self.name, f"relay for authenticated user {ask.client.user}")
-        return reject(self.name, 550, "5.7.1",
-                      "Relay access denied: this server accepts mail only for its own domains")
+        if ours:
+            return reject(self.name, 550, "5.7.1", f"<{rcpt}>: {ROUTED}")
+        return reject(self.name, 550, "5.7.1", NOT_OURS)

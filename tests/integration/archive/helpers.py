@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from email.message import EmailMessage
 from email.utils import format_datetime
 from datetime import UTC, datetime
@@ -30,3 +31,15 @@ def spooled(n: int, raw: bytes | None = None, retention_days: int | None = None,
             "source": "import", "rule": "test", "retention_days": retention_days, "direction": None,
             "verdict": None, "mail_from": "alice@example.net", "rcpt_to": ["bob@example.com"],
             "received_time": received_ms, "size": len(raw), "origin": None, "message": pack_message(raw)}
+
+
+def joined(chunks: Iterable[Any]) -> dict[str, bytes]:
+    """A streamed ExportArchive as mail id → the mail's bytes (its chunks joined, up to ``last``)."""
+    mails: dict[str, bytes] = {}
+    open_id = None
+    for chunk in chunks:
+        assert open_id in (None, chunk.mail_id), f"mail {open_id} ended without a last chunk"
+        mails[chunk.mail_id] = mails.get(chunk.mail_id, b"") + chunk.data
+        open_id = None if chunk.last else chunk.mail_id
+    assert open_id is None, f"the stream ended inside mail {open_id}"
+    return mails

@@ -24,7 +24,7 @@ import pytest
 from control.rpc import pb, pb_grpc
 from egress.maildepot.search import Query, search
 from egress.maildepot.store import ArchiveStore
-from tests.integration.archive.helpers import mail
+from tests.integration.archive.helpers import joined, mail
 from tests.integration.control.conftest import wait_until
 from tests.support.gateway import Gateway
 from tests.support.kafka import Broker
@@ -166,9 +166,9 @@ def found_by_grpc(gw: Gateway) -> None:
         call = lambda m, r: wait_until(f"{m} answers", lambda: _try(getattr(stub, m), r, auth), timeout=60)  # noqa: E731
         reply = call("SearchArchive", pb.ArchiveQuery(sender="alice@example.net", subject="test 7"))
         assert [m.subject for m in reply.mails] == ["archive test 7"] and reply.mails[0].source == "pipeline"
-        export = call("ExportArchive", pb.ArchiveExportRequest(query=pb.ArchiveQuery(text="word1003"),
-                                                                format=pb.EXPORT_FORMAT_EML))
-        assert len(export.chunks) == 1 and b"Subject: archive test 1003" in export.chunks[0].data
+        request = pb.ArchiveExportRequest(query=pb.ArchiveQuery(text="word1003"), format=pb.EXPORT_FORMAT_EML)
+        export = joined(stub.ExportArchive(request, metadata=auth, timeout=20))
+        assert len(export) == 1 and b"Subject: archive test 1003" in next(iter(export.values()))
         with pytest.raises(grpc.RpcError) as bad:
             stub.SearchArchive(pb.ArchiveQuery(limit=-1), metadata=auth, timeout=20)
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit" in (bad.value.details() or "")

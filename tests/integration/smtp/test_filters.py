@@ -16,6 +16,9 @@ from tests.support.smtp_raw import RawSmtp
 
 MSG = b"Subject: filters\r\n\r\nhello\r\n"
 
+# Sender-specified routing through our own domain (Postfix refuses it: allow_untrusted_routing = no).
+ROUTED = ["victim%elsewhere.test@example.com", "elsewhere.test!victim@example.com",
+          '"victim@elsewhere.test"@example.com']
 # Ways to ask a relay for mail to somewhere else (what an open-relay tester tries).
 RELAY_TRICKS = [
     "victim@elsewhere.test",
@@ -26,6 +29,7 @@ RELAY_TRICKS = [
     "victim@[192.0.2.1]",  # address literal
     "victim%elsewhere.test@[127.0.0.1]",
     "postmaster",  # no domain at all
+    *ROUTED,
 ]
 
 
@@ -41,20 +45,29 @@ def rcpt_reply(port: int, rcpt: str, helo: str = "client.test", sender: str = "s
         return s.reply()
 
 
+def swaks(port: int, rcpt: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["swaks", "--server", f"127.0.0.1:{port}", "--from", "s@outside.test", "--to", rcpt,
+                           "--helo", "client.test"], capture_output=True, text=True, timeout=30, check=False)
+
+
 def test_no_open_relay(smtp_server: StartServer) -> None:
     srv = smtp_server()
     replies = [rcpt_reply(srv.port, rcpt) for rcpt in RELAY_TRICKS]
     for rcpt, (code, text) in zip(RELAY_TRICKS, replies, strict=True):
         assert code >= 500, f"relayed to {rcpt!r}: {code} {text}"
+        if rcpt in ROUTED:  # refused by the relay filter, saying why
+            assert code == 550 and text.startswith("5.7.1 ") and "sender-specified routing" in text, (rcpt, text)
     by_filter = sum(1 for code, _ in replies if code == 550)  # the rest: refused as bad syntax (553)
     assert by_filter >= len(RELAY_TRICKS) - 1
-    out = subprocess.run(["swaks", "--server", f"127.0.0.1:{srv.port}", "--from", "s@outside.test",
-                          "--to", "victim@elsewhere.test", "--helo", "client.test"],
-                         capture_output=True, text=True, timeout=30, check=False)
+    out = swaks(srv.port, "victim@elsewhere.test")
     assert out.returncode != 0 and "<** 550 5.7.1 Relay access denied" in out.stdout
+    for rcpt in ROUTED:
+        out = swaks(srv.port, rcpt)
+        assert out.returncode != 0 and "<** 550 5.7.1 " in out.stdout, out.stdout
+        assert "sender-specified routing" in out.stdout, out.stdout
     assert srv.mail_in() == []
-    rejected = srv.rejected(expect=by_filter + 1)
-    assert len(rejected) == by_filter + 1
+    rejected = srv.rejected(expect=by_filter + 1 + len(ROUTED))
+    assert len(rejected) == by_filter + 1 + len(ROUTED)
     assert {r.value["verdicts"][-1]["filter"] for r in rejected} == {"relay"}
     assert rejected[-1].value["status"] == "5.7.1" and rejected[-1].value["stage"] == "RCPT"
 

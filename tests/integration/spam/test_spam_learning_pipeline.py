@@ -26,7 +26,7 @@ def send(gw: Gateway, raw: bytes) -> str:
 
 
 def report(gw: Gateway, label: str, path: Path) -> None:
-    env = {k: v for k, v in gw.env.items()}
+    env = {**gw.env, "COLUMNS": "250"}  # the console wraps at 80 columns without a terminal (long tmp paths)
     run = subprocess.run([sys.executable, "-m", "control.cli", "report", label, str(path)], env=env,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr

@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.settings import GreylistSettings, HeloFilterSettings, ListFilterSettings, RateLimitSettings
+from core.settings import (
+    GreylistSettings,
+    HeloFilterSettings,
+    ListFilterSettings,
+    RateLimitSettings,
+    RelayFilterSettings,
+)
 from ingress.smtp.auth import hash_password, password_ok
 from ingress.smtp.events import smtp_rejected
 from ingress.smtp.filters import (
@@ -29,6 +35,7 @@ from ingress.smtp.filters.helo import HeloCheck, helo_problem
 from ingress.smtp.filters.lists import AddressList, Lists
 from ingress.smtp.filters.ratelimit import RateLimit, SlidingWindow
 from ingress.smtp.filters.recipients import CalloutCache
+from ingress.smtp.filters.relay import RelayControl, relay_verdict
 from schemas import default_codec
 
 
@@ -80,6 +87,32 @@ async def test_accept_at_mail_makes_the_transaction_skip_bypassable_filters() ->
 def test_helo_names(name: str, problem: int | None) -> None:
     found = helo_problem(name, require_fqdn=True)
     assert (found[0] if found else None) == problem
+
+
+ROUTED = ["victim%elsewhere.test@example.com", "elsewhere.test!victim@example.com",
+          '"victim@elsewhere.test"@example.com', "a%b!c@EXAMPLE.com"]
+
+
+@pytest.mark.parametrize("rcpt", ROUTED)
+async def test_sender_specified_routing_is_refused_from_untrusted_clients(rcpt: str) -> None:
+    relay = RelayControl(["example.com"], RelayFilterSettings(trusted_networks=["10.0.0.0/8"]))
+    verdict = await relay.check(ask(Stage.RCPT, rcpt=rcpt))
+    assert (verdict.action, verdict.code, verdict.status) == (Action.REJECT, 550, "5.7.1")
+    assert "sender-specified routing" in verdict.reason and rcpt in verdict.reason
+    assert relay_verdict(rcpt, {"example.com"}).startswith("550 5.7.1 Relay access denied: sender-specified routing")
+    trusted = await relay.check(ask(Stage.RCPT, Client(ip="10.1.2.3", trusted=True), rcpt=rcpt))
+    assert trusted.action is Action.CONTINUE and "trusted network" in trusted.reason
+    authenticated = await relay.check(ask(Stage.RCPT, Client(ip="192.0.2.1", user="alice"), rcpt=rcpt))
+    assert authenticated.action is Action.CONTINUE and "authenticated user alice" in authenticated.reason
+
+
+async def test_plain_local_parts_of_our_domains_still_pass() -> None:
+    relay = RelayControl(["example.com"], RelayFilterSettings())
+    for rcpt in ("bob@example.com", "bob+tag@example.com", "first.last@example.com", "o'neil@example.com"):
+        assert await relay.check(ask(Stage.RCPT, rcpt=rcpt)) is CONTINUE, rcpt
+        assert relay_verdict(rcpt, {"example.com"}) is None
+    elsewhere = await relay.check(ask(Stage.RCPT, rcpt="victim@elsewhere.test"))
+    assert elsewhere.code == 550 and "only for its own domains" in elsewhere.reason
 
 
 async def test_helo_claiming_to_be_us() -> None:
