@@ -1,26 +1,34 @@
 """The message-validation agent: a loop around ``inspect`` and ``routing.decide``, taking
 mail.scored in batches and routing each partition's share of a batch in one transaction
-(streams/validation/once.py)."""
+(streams/validation/once.py). The mails of a batch share their clamd retries
+(virus.ScanBatch). A record with a ``rescan`` header is a held mail released from hold
+(control.queues): examined again, and routed once per release. Its metrics: mails per
+queue, the check that sent each mail to a quarantine queue, and the virus scan's latency."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 import faust
 
 from core.control_channel import FaustGate
 from core.logging import get_logger
+from core.metrics import MAILS, REJECTIONS
 from schemas import Codec, DecodeError, unpack_message
 from schemas.quarantine import unreadable_record
 from streams.topics import StreamTopics
-from streams.validation.inspect import Inspector
+from streams.validation.inspect import SERVICE, Inspector
 from streams.validation.once import OnceRouter, Output, PlainRouter, Routing
 from streams.validation.routing import Findings, Route, archive_copy, decide
+from streams.validation.virus import ScanBatch
 
 log = get_logger("message-validation")
 Decided = tuple[faust.EventT, str, list[Route]]  # an event, its mail id, its routes
+RESCAN = "rescan"  # the header of a mail released from hold: which release asked (control.queues)
+NOT_HELD = ("out", "archive")  # the queues that are no quarantine: counted without a reason
 
 
 def header(event: faust.EventT, name: str) -> str | None:
@@ -30,13 +38,21 @@ def header(event: faust.EventT, name: str) -> str | None:
     return None
 
 
+def count(routes: list[Route]) -> None:
+    """The metrics of one routed mail: once per queue it went to, and per check that held it."""
+    for queue in sorted({r.queue for r in routes}):
+        MAILS.labels(SERVICE, f"mail.{queue}").inc()
+    for filter_ in sorted({r.filter for r in routes if r.queue not in NOT_HELD}):
+        REJECTIONS.labels(SERVICE, filter_ or "unknown").inc()
+
+
 def register(app: faust.App, topics: StreamTopics, codec: Codec, node: str, inspector: Inspector,
              gate: FaustGate | None = None, archive: bool = False, *, once: OnceRouter | PlainRouter,
              batch: int = 200, within_s: float = 0.1) -> None:
     gate = gate or FaustGate()
     scored_topic = topics.mail_scored.get_topic_name()
 
-    async def examine(event: faust.EventT) -> tuple[str, list[Route]]:
+    async def examine(event: faust.EventT, scans: ScanBatch) -> tuple[str, list[Route]]:
         """One event's mail id and routes; an unreadable record: its quarantine route (never a block)."""
         raw: bytes = event.value
         try:
@@ -47,20 +63,22 @@ def register(app: faust.App, topics: StreamTopics, codec: Codec, node: str, insp
             record = unreadable_record(mail_id, raw or b"", str(exc), node, "message-validation")
             log.warning("quarantined unreadable record", mail_id=record["mail_id"], reason=str(exc))
             position = f"{scored_topic}/{event.message.partition}/{event.message.offset}"
-            return mail_id or position, [Route("quarantine", record["mail_id"].encode(), record)]
+            return mail_id or position, [Route("quarantine", record["mail_id"].encode(), record, "unreadable")]
         try:
             raw_mail = unpack_message(mail["message"])
         except Exception as exc:  # a corrupt compressed body: the mail cannot be read
             findings = Findings(unparseable=f"message body cannot be unpacked: {exc}")
         else:
-            findings = await inspector.inspect(raw_mail, spam=scored, mail=mail)
+            findings = await inspector.inspect(raw_mail, spam=scored, mail=mail, batch=scans)
+        if rescan := header(event, RESCAN):
+            findings = replace(findings, notes=[*findings.notes, f"released from hold ({rescan}): examined again"])
         routes = decide(mail, node, findings)
         if archive:  # settings.archive.enabled: message-archive applies the archive rules
             routes.append(archive_copy(mail, routes, node))
         return mail["mail_id"], routes
 
-    async def examine_all(events: list[faust.EventT]) -> list[Decided]:
-        return [(event, *await examine(event)) for event in events]
+    async def examine_all(events: list[faust.EventT], scans: ScanBatch) -> list[Decided]:
+        return [(event, *await examine(event, scans)) for event in events]
 
     async def route_partition(stream: faust.StreamT, partition: int, decided: list[Decided]) -> None:
         """One partition's share of a batch: its routes and marks in one transaction, then its events
@@ -74,12 +92,13 @@ def register(app: faust.App, topics: StreamTopics, codec: Codec, node: str, insp
             if not decided:
                 return
         routings = [Routing(event.message.offset, mail_id, [
-            Output(topics.by_queue[r.queue].get_topic_name(), r.key, "MailRouted", r.record) for r in routes])
-            for event, mail_id, routes in decided]
+            Output(topics.by_queue[r.queue].get_topic_name(), r.key, "MailRouted", r.record) for r in routes],
+            header(event, RESCAN)) for event, mail_id, routes in decided]
         routed_now = await once.route(partition, routings)
         for event, mail_id, routes in decided:
             await stream.ack(event)
             if event.message.offset in routed_now:
+                count(routes)
                 log.info("routed", mail_id=mail_id, queues=",".join(sorted({r.queue for r in routes})),
                          copies=len(routes), reason=routes[0].record["reasons"][0])
 
@@ -96,7 +115,8 @@ def register(app: faust.App, topics: StreamTopics, codec: Codec, node: str, insp
             by_partition: dict[int, list[faust.EventT]] = defaultdict(list)
             for event in events:
                 by_partition[event.message.partition].append(event)
-            decided = await asyncio.gather(*(examine_all(evs) for evs in by_partition.values()))
+            scans = inspector.batch()  # one clamd backoff for the whole batch, not one per mail
+            decided = await asyncio.gather(*(examine_all(evs, scans) for evs in by_partition.values()))
             # The previous batch's transactions ran while this one was inspected; they end before the
             # next start (a partition's skips must see its marks), and a failure of theirs stops the agent.
             await asyncio.gather(*committing)

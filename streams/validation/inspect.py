@@ -5,9 +5,12 @@ Blocking work runs off the event loop."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from typing import Any
 
+from core.logging import get_logger
+from core.metrics import LATENCY
 from schemas import pack_message
 from streams.validation.attachments import check_attachments
 from streams.validation.auth import Authenticator, with_header
@@ -17,7 +20,10 @@ from streams.validation.mime import MimeWalk, walk_message
 from streams.validation.routing import Findings
 from streams.validation.senders import ConfirmedSenders
 from streams.validation.settings import ValidationFilterSettings
-from streams.validation.virus import scan_with_retry
+from streams.validation.virus import ScanBatch, scan_with_retry
+
+log = get_logger("message-validation")
+SERVICE = "message-validation"  # the service label of its metrics
 
 
 class Inspector:
@@ -29,10 +35,14 @@ class Inspector:
         self.rules = ContentRules(settings.content)
         self.senders = senders
 
+    def batch(self) -> ScanBatch:
+        """The clamd retries shared by the mails of one batch (virus.ScanBatch)."""
+        return ScanBatch(self.settings.clamd)
+
     async def inspect(self, raw: bytes, spam: dict[str, Any] | None = None,
-                      mail: dict[str, Any] | None = None) -> Findings:
+                      mail: dict[str, Any] | None = None, batch: ScanBatch | None = None) -> Findings:
         walk = await asyncio.to_thread(walk_message, raw, self.settings.limits)
-        findings = await self._content(raw, walk)
+        findings = await self._content(raw, walk, batch, (mail or {}).get("mail_id"))
         if spam is not None:
             findings = replace(findings, spam_verdict=spam["verdict"], spam_score=spam["score"],
                                spam_reasons=list(spam["reasons"]))
@@ -55,18 +65,26 @@ class Inspector:
         await self.senders.ready.wait()  # the table is read to its end before anyone is called unknown
         return self.senders.confirmed(sender)
 
-    async def _content(self, raw: bytes, walk: MimeWalk) -> Findings:
+    async def _content(self, raw: bytes, walk: MimeWalk, batch: ScanBatch | None,
+                       mail_id: str | None) -> Findings:
         if walk.unparseable:
             return Findings(unparseable=walk.unparseable)
         policy = check_attachments(walk, self.settings.attachments)
         blocked = policy.reason if policy.blocked else None
         if self.clamd is None:
             return Findings(virus_scan="off", blocked_by_policy=blocked)
+
+        def retrying(attempt: int, exc: ClamdError, wait_s: float) -> None:
+            log.warning("clamd gave no verdict: retrying", mail_id=mail_id, attempt=attempt, wait_s=wait_s,
+                        error=f"{type(exc).__name__}: {exc}")
+
+        started = time.monotonic()
         try:
             verdict = await scan_with_retry(raw, self.clamd, self.settings.clamd, walk=walk,
-                                            limits=self.settings.limits)
+                                            limits=self.settings.limits, on_retry=retrying, batch=batch)
         except ClamdError as exc:  # clamd gave no answer after its retries: held, never clean
             return Findings(virus_scan="failed", virus_detail=f"{type(exc).__name__}: {exc}",
                             blocked_by_policy=blocked)
+        LATENCY.labels(SERVICE, "virus-scan").observe(time.monotonic() - started)  # to clamd's verdict
         detail = ", ".join(verdict.names) if verdict.kind == "infected" else verdict.reason
         return Findings(virus_scan=verdict.kind, virus_detail=detail, blocked_by_policy=blocked)

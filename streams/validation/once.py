@@ -41,6 +41,12 @@ must not appear there twice either.
 The marks of a partition stay in memory while this worker owns it; mail.scored
 is keyed by mail id, so a duplicate from upstream (spam-filter re-processing)
 lands on the same partition and is skipped too.
+
+A mail held because clamd gave no answer is examined again when it is released
+(control.queues puts it back on mail.scored under its mail id, with a ``rescan`` header
+naming the release). What is routed once is then that rescan: its mark's key is
+``<mail id>#rescan:<release>`` (``Routing.key``), so the mail's first mark does not skip it,
+and a rescan read again after a crash is skipped by its own mark.
 """
 
 from __future__ import annotations
@@ -81,6 +87,12 @@ class Routing:
     offset: int
     mail_id: str
     outputs: Sequence[Output]
+    rescan: str | None = None  # the release from hold that asked for this examination (its rescan header)
+
+    @property
+    def key(self) -> str:
+        """What is routed once, the key of its mark: the mail id, or one rescan of it."""
+        return self.mail_id if self.rescan is None else f"{self.mail_id}#rescan:{self.rescan}"
 
 
 class Fenced(RuntimeError):
@@ -100,14 +112,14 @@ class PartitionRouter:
         """The mails of a batch that no mark names (nor an earlier mail of the same batch)."""
         fresh: dict[str, Routing] = {}
         for r in batch:
-            if r.mail_id not in self.marks and r.mail_id not in fresh:
-                fresh[r.mail_id] = r
+            if r.key not in self.marks and r.key not in fresh:
+                fresh[r.key] = r
         return list(fresh.values())
 
     def commit(self, batch: Sequence[Routing]) -> None:
         """Writes the outputs and the marks of a batch in one transaction (blocking; run it in a thread)."""
         now = int(time.time() * 1000)
-        marks = {r.mail_id: self._mark(r, now) for r in batch}
+        marks = {r.key: self._mark(r, now) for r in batch}
         timeout = self.settings.kafka.produce_timeout_s
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -115,7 +127,7 @@ class PartitionRouter:
                 for r in batch:
                     for o in r.outputs:
                         self._produce(o.topic, o.key, o.event_type, o.record, None)
-                    self._produce(self.topic, r.mail_id.encode(), "RoutingMark", marks[r.mail_id], self.partition)
+                    self._produce(self.topic, r.key.encode(), "RoutingMark", marks[r.key], self.partition)
                 self.producer.commit_transaction(timeout)
             except KafkaException as exc:
                 self._recover(exc.args[0], batch, attempt, timeout)
@@ -184,7 +196,7 @@ class OnceRouter:
             for r in batch:
                 if r.offset not in routed_now:
                     log.info("already routed: skipped", mail_id=r.mail_id, partition=partition, offset=r.offset,
-                             routed_at=router.marks.get(r.mail_id, {}).get("input_offset", "in this batch"))
+                             routed_at=router.marks.get(r.key, {}).get("input_offset", "in this batch"))
             if fresh:
                 try:
                     await asyncio.to_thread(router.commit, fresh)
@@ -284,6 +296,7 @@ def read_marks(settings: Settings, codec: Codec, topic: str, partition: int,
 
 
 def _apply_mark(codec: Codec, marks: dict[str, dict[str, Any]], key: bytes | None, value: bytes | None) -> None:
+    """Marks are kept by their key (``Routing.key``: the mail id, or a rescan of it)."""
     if key is None:
         return
     if value is None:
@@ -294,4 +307,4 @@ def _apply_mark(codec: Codec, marks: dict[str, dict[str, Any]], key: bytes | Non
     except DecodeError as exc:
         log.warning("unreadable routing mark", mail_id=key.decode(errors="replace"), error=str(exc))
         return
-    marks[mark["mail_id"]] = mark
+    marks[key.decode(errors="replace")] = mark

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 class Verdict:
     queue: str  # out | spam | quarantine | ciss
     reasons: tuple[str, ...]
+    filter: str = "passed"  # which check decided (a bounded name: the label of the metrics)
 
 
 def _listed(sender: str, user: SenderLists | None, policy: DecisionPolicy) -> tuple[str, str] | None:
@@ -69,7 +70,7 @@ def _dmarc_action(f: Findings, policy: DecisionPolicy) -> Verdict | None:
     action = policy.dmarc_reject_action if dmarc.policy == "reject" else policy.dmarc_quarantine_action
     if action == "deliver":
         return None
-    return Verdict(action, (f"DMARC: {dmarc.from_domain} fails under p={dmarc.policy}: {dmarc.reason}",))
+    return Verdict(action, (f"DMARC: {dmarc.from_domain} fails under p={dmarc.policy}: {dmarc.reason}",), "dmarc")
 
 
 def recipient_verdict(rcpt: str, domain: str, mail_from: str, f: Findings,
@@ -77,19 +78,19 @@ def recipient_verdict(rcpt: str, domain: str, mail_from: str, f: Findings,
     policy = decision.for_domain(domain)
     kind, which = _listed(mail_from, decision.user_lists(rcpt), policy) or ("", "")
     if kind == "deny":
-        return Verdict(policy.deny_action, (f"sender {mail_from} is on {which}",))
+        return Verdict(policy.deny_action, (f"sender {mail_from} is on {which}",), "sender-deny")
     if held := _dmarc_action(f, policy):
         return held
     if kind == "allow":
-        return Verdict("out", (f"sender {mail_from} is on {which}: no spam decision",))
+        return Verdict("out", (f"sender {mail_from} is on {which}: no spam decision",), "sender-allow")
     total, parts = points(f, policy)
     score = f"spam points {total:.1f} of {policy.spam_threshold:g}" + (f": {', '.join(parts)}" if parts else "")
     if policy.trust_spam_verdict and f.spam_verdict == "spam":
-        return Verdict("spam", (f"spam filter: spam ({f.spam_score:.2f})", score, *f.spam_reasons[:3]))
+        return Verdict("spam", (f"spam filter: spam ({f.spam_score:.2f})", score, *f.spam_reasons[:3]), "spam-filter")
     if total >= policy.spam_threshold:
-        return Verdict("spam", (f"spam: {score}", *[hit.reason for hit in f.content_hits]))
+        return Verdict("spam", (f"spam: {score}", *[hit.reason for hit in f.content_hits]), "spam-points")
     if policy.ciss and not mail_from:
         return Verdict("out", (score, "CISS: the null sender (a bounce) is not challenged"))
     if policy.ciss and not f.sender_confirmed:
-        return Verdict("ciss", (f"CISS: sender {mail_from} is not confirmed", score))
+        return Verdict("ciss", (f"CISS: sender {mail_from} is not confirmed", score), "ciss")
     return Verdict("out", (score,))

@@ -4,7 +4,8 @@ Each mail goes to exactly one queue. The order of the verdicts is written here a
 only here:
 
 1. the mail cannot be taken apart            → mail.quarantine
-2. the virus scan gave no answer (clamd down) → mail.quarantine, held ("never passed as clean")
+2. the virus scan gave no answer (clamd down) → mail.quarantine, held ("never passed as clean"); a release
+   sends it through validation again (control.queues), with what the first look found (``held_facts``)
 3. a virus                                    → mail.virus
 4. not fully scannable (limits, encryption)  → mail.quarantine
 5. the attachment policy blocks it            → mail.quarantine
@@ -36,6 +37,7 @@ class Route:
     queue: str  # out | spam | virus | ciss | archive | quarantine
     key: bytes
     record: dict[str, Any]  # a MailRouted record
+    filter: str = ""  # which check sent it there (a bounded name, the label of the metrics)
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,21 @@ def routed(mail: dict[str, Any], queue: str, reasons: list[str], node: str,
     }
 
 
-def _held(mail: dict[str, Any], queue: str, reason: str, node: str, now_ms: int) -> list[Route]:
+def _held(mail: dict[str, Any], queue: str, filter: str, node: str, now_ms: int, *reasons: str) -> list[Route]:
     return [Route(queue, mail["mail_id"].encode(),
-                  routed(mail, queue, [reason], node, None, list(mail["rcpt_to"]), now_ms))]
+                  routed(mail, queue, list(reasons), node, None, list(mail["rcpt_to"]), now_ms), filter)]
+
+
+#: The lines of a held mail's record after its reason that keep what the first look found
+#: and a rescan cannot find again (control.queues reads them back when it is released).
+SPAM_FACT, SPF_FACT = "spam filter: ", "spf at the door: "
+
+
+def held_facts(mail: dict[str, Any], f: Findings) -> list[str]:
+    """``spam filter: ham (0.1200)``, ``spf at the door: pass``: the spam filter's verdict and the
+    SPF result of the SMTP session, which a mail sent through validation again would lack."""
+    facts = [f"{SPAM_FACT}{f.spam_verdict} ({f.spam_score:.4f})"] if f.spam_verdict is not None else []
+    return facts + ([f"{SPF_FACT}{mail['spf']}"] if mail.get("spf") else [])
 
 
 def decide(mail: dict[str, Any], node: str, findings: Findings | None = None,
@@ -97,17 +111,18 @@ def decide(mail: dict[str, Any], node: str, findings: Findings | None = None,
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     f = findings or Findings()
     if not mail["rcpt_to"]:
-        return _held(mail, "quarantine", "no recipients", node, now_ms)
+        return _held(mail, "quarantine", "no-recipients", node, now_ms, "no recipients")
     if f.unparseable:
-        return _held(mail, "quarantine", f"unparseable: {f.unparseable}", node, now_ms)
+        return _held(mail, "quarantine", "unparseable", node, now_ms, f"unparseable: {f.unparseable}")
     if f.virus_scan == "failed":
-        return _held(mail, "quarantine", f"held: virus scan failed: {f.virus_detail}", node, now_ms)
+        return _held(mail, "quarantine", "virus-scan-failed", node, now_ms,
+                     f"held: virus scan failed: {f.virus_detail}", *held_facts(mail, f))
     if f.virus_scan == "infected":
-        return _held(mail, "virus", f"virus: {f.virus_detail}", node, now_ms)
+        return _held(mail, "virus", "virus", node, now_ms, f"virus: {f.virus_detail}")
     if f.virus_scan == "unscannable":
-        return _held(mail, "quarantine", f"not fully scannable: {f.virus_detail}", node, now_ms)
+        return _held(mail, "quarantine", "unscannable", node, now_ms, f"not fully scannable: {f.virus_detail}")
     if f.blocked_by_policy:
-        return _held(mail, "quarantine", f"attachment policy: {f.blocked_by_policy}", node, now_ms)
+        return _held(mail, "quarantine", "attachments", node, now_ms, f"attachment policy: {f.blocked_by_policy}")
     checked = [f"virus scan: {f.virus_scan}", "attachments: allowed", *f.notes]
     return _per_recipient(mail, node, f, checked, now_ms)
 
@@ -126,7 +141,7 @@ def _per_recipient(mail: dict[str, Any], node: str, f: Findings, checked: list[s
         record = routed(mail, queue, reasons, node, domain, rcpts, now_ms)
         if queue in ("out", "ciss") and f.delivered_message is not None:
             record["message"] = f.delivered_message
-        routes.append(Route(queue, (domain or mail["mail_id"]).encode(), record))
+        routes.append(Route(queue, (domain or mail["mail_id"]).encode(), record, verdict.filter))
     return routes
 
 
@@ -142,4 +157,4 @@ def archive_copy(mail: dict[str, Any], routes: list[Route], node: str, now_ms: i
     first = min(routes, key=lambda r: ARCHIVE_ORDER.index(r.queue) if r.queue in ARCHIVE_ORDER else len(ARCHIVE_ORDER))
     reasons = [f"verdict: {first.queue}", *first.record["reasons"]]
     return Route("archive", mail["mail_id"].encode(),
-                 routed(mail, "archive", reasons, node, None, list(mail["rcpt_to"]), now_ms))
+                 routed(mail, "archive", reasons, node, None, list(mail["rcpt_to"]), now_ms), "archive")

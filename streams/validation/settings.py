@@ -71,6 +71,12 @@ class ClamdSettings(BaseModel):
     attempts: int = Field(
         default=5, ge=1, description="Attempts per mail before it goes to the hold queue (never passed as clean).",
     )
+    batch_retry_s: float = Field(
+        default=60.0, gt=0,
+        description="Longest time one batch of mail.scored spends retrying clamd (waits and repeated scans, from "
+                    "its first failure); once clamd gave no answer for a mail, the rest of the batch is held at "
+                    "once. A batch so waits on clamd at most about scan_timeout_s + batch_retry_s.",
+    )
 
 
 class MimeLimits(BaseModel):

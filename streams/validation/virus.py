@@ -2,6 +2,7 @@
 
     verdict = await scan_message(raw, client)                  # raises ClamdError: retry, then hold
     verdict = await scan_with_retry(raw, client, settings.clamd)  # raises the last ClamdError after N attempts
+    verdict = await scan_with_retry(raw, client, settings.clamd, batch=ScanBatch(settings.clamd))  # per batch
     verdict.kind in ("clean", "infected", "unscannable")
 
 clamd gets the whole raw mail (it decodes MIME and archives itself) and, apart, every
@@ -15,18 +16,20 @@ all of the mail. A mail that could not be taken apart, hit a walk limit (a zip
 bomb), holds an encrypted entry clamd cannot read, or is over the scan cap is
 *unscannable* (quarantine, with the reason). When clamd does not answer, times out
 or errs, a ClamdError is raised: the caller retries with backoff and then holds the
-mail; it never passes it.
+mail; it never passes it. The mails of one batch share their retries (``ScanBatch``):
+a clamd that is down costs a batch one backoff, not one per mail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from streams.validation.clamd import ClamdClient, ClamdError, ClamdTooLarge, ScanResult
+from streams.validation.clamd import ClamdClient, ClamdError, ClamdScanError, ClamdTimeout, ClamdTooLarge, ScanResult
 from streams.validation.mime import MimeWalk, Part, walk_message
 from streams.validation.settings import ClamdSettings, MimeLimits
 
@@ -127,21 +130,65 @@ def _verdict(walk: MimeWalk, results: list[tuple[str, ScanResult | str]]) -> Vir
     return VirusVerdict("clean", (), f"clamd: OK for {streams} stream(s)", streams)
 
 
+class ScanBatch:
+    """clamd as one batch of mail.scored sees it. The retries of all its mails share one time
+    budget (``batch_retry_s``, counted from the batch's first failure), and once clamd gave no
+    answer for a mail after its retries (down, or frozen), the other mails of the batch are not
+    tried: they are held at once. A mail clamd answered ERROR for (ClamdScanError: clamd is up)
+    is held alone. So a batch waits on clamd at most about scan_timeout_s + batch_retry_s,
+    whatever its size, and the next batch tries clamd again."""
+
+    def __init__(self, settings: ClamdSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.budget_s, self.clock = settings.batch_retry_s, clock
+        self.deadline: float | None = None  # set by the first failure of the batch
+        self.down: ClamdError | None = None  # what clamd did to the mail that gave up
+
+    def left(self) -> float:
+        """The retry time the batch has left; its clock starts at the batch's first failure."""
+        if self.deadline is None:
+            self.deadline = self.clock() + self.budget_s
+        return self.deadline - self.clock()
+
+    def give_up(self, exc: ClamdError) -> None:
+        if self.down is None and not isinstance(exc, ClamdScanError):
+            self.down = exc
+
+    def check(self) -> None:
+        """Raises at once (the class of clamd's failure) when clamd is down for this batch."""
+        if self.down is not None:
+            raise type(self.down)(f"not tried: clamd gave no answer for an earlier mail of this batch ({self.down})")
+
+    async def retry(self, scan: Awaitable[VirusVerdict]) -> VirusVerdict:
+        """A repeated scan, within what is left of the batch's retry time."""
+        left = self.left()
+        try:
+            async with asyncio.timeout(max(left, 0.0)):
+                return await scan
+        except TimeoutError as exc:
+            raise ClamdTimeout(f"no verdict within the {self.budget_s:g}s a batch may spend retrying clamd") from exc
+
+
 async def scan_with_retry(raw: bytes, client: ClamdClient, settings: ClamdSettings, *,
                           walk: MimeWalk | None = None, limits: MimeLimits | None = None,
                           sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                          on_retry: Callable[[int, ClamdError, float], None] | None = None) -> VirusVerdict:
-    """scan_message, tried ``settings.attempts`` times with exponential backoff
-    (``retry_initial_s`` doubling up to ``retry_max_s``); then the last ClamdError is
-    raised, and the caller puts the mail on hold."""
+                          on_retry: Callable[[int, ClamdError, float], None] | None = None,
+                          batch: ScanBatch | None = None) -> VirusVerdict:
+    """scan_message, tried up to ``settings.attempts`` times with exponential backoff
+    (``retry_initial_s`` doubling up to ``retry_max_s``) while the batch's retry time lasts;
+    then the last ClamdError is raised, and the caller puts the mail on hold. Alone (no
+    ``batch``), the mail is a batch of its own."""
     if walk is None and len(raw) <= client.max_stream_bytes:
         walk = walk_message(raw, limits)
+    batch = batch or ScanBatch(settings)
     delay = settings.retry_initial_s
     for attempt in range(1, settings.attempts + 1):
+        batch.check()
+        scan = scan_message(raw, client, walk=walk, limits=limits)
         try:
-            return await scan_message(raw, client, walk=walk, limits=limits)
+            return await (scan if attempt == 1 else batch.retry(scan))
         except ClamdError as exc:
-            if attempt == settings.attempts:
+            if attempt == settings.attempts or batch.left() < delay or batch.down is not None:
+                batch.give_up(exc)
                 raise
             if on_retry is not None:
                 on_retry(attempt, exc, delay)

@@ -33,13 +33,17 @@ TOTAL, KILL_AT = 400, 120
 
 def scored(i: int) -> tuple[str, bytes]:
     """A MailScored as spam-filter writes it: every 3rd mail also for example.org, every 10th unreadable."""
-    codec, mail_id = default_codec(), new_mail_id()
     raw = f"From: s@outside.test\r\nTo: u{i}@example.com\r\nSubject: kill {i}\r\n\r\nbody {i}\r\n".encode()
     message = {"compression": "ZSTD", "data": b"not zstd"} if i % 10 == 0 else pack_message(raw)
-    rcpts = [f"u{i}@example.com"] + ([f"v{i}@example.org"] if i % 3 == 0 else [])
+    return scored_mail(raw, [f"u{i}@example.com"] + ([f"v{i}@example.org"] if i % 3 == 0 else []), message)
+
+
+def scored_mail(raw: bytes, rcpts: list[str], message: dict[str, Any] | None = None) -> tuple[str, bytes]:
+    """A new mail id and its MailScored (ham) for this raw mail and these recipients."""
+    codec, mail_id = default_codec(), new_mail_id()
     mail: dict[str, Any] = {"mail_id": mail_id, "event_time": int(time.time() * 1000), "node": "n",
                             "origin": "SMTP", "mail_from": "s@outside.test", "rcpt_to": rcpts, "size": len(raw),
-                            "message": message}
+                            "message": message or pack_message(raw)}
     for field in codec.schema("MailReceived").fields:
         mail.setdefault(field.name, field.default if field.has_default else None)
     record = {"mail_id": mail_id, "event_time": mail["event_time"], "node": "n", "score": 0.0, "verdict": "ham",
@@ -59,16 +63,21 @@ def feed(settings: Settings, count: int) -> dict[str, int]:
     return ids
 
 
-def all_committed(settings: Settings) -> bool:
-    """The worker's group has committed every offset of mail.scored: nothing left to route again."""
+def committed_offsets(settings: Settings) -> list[tuple[int, int]]:
+    """Per partition of mail.scored: the offset the worker's group committed (0: none yet), and its end."""
     names = TopicNames(settings.kafka.topic_prefix)
     topic, consumer = names("mail.scored"), make_consumer(settings, names.group("message-validation"), "probe")
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
-        return all(tp.offset == consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in committed)
+        return [(max(tp.offset, 0), consumer.get_watermark_offsets(tp, timeout=10)[1]) for tp in committed]
     finally:
         consumer.close()
+
+
+def all_committed(settings: Settings) -> bool:
+    """The worker's group has committed every offset of mail.scored: nothing left to route again."""
+    return all(committed == end for committed, end in committed_offsets(settings))
 
 
 def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -103,6 +112,8 @@ def test_kill_9_mid_stream_routes_every_mail_once(broker: Broker, tmp_path: Path
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         at_kill = routed_lines(first)
+        time.sleep(1.0)  # a commit the killed worker had sent is applied by now
+        committed_at_kill = sum(committed for committed, _ in committed_offsets(settings))
         proc = start(env, second)
         wait_for("every offset of mail.scored committed", lambda: all_committed(settings), 40, second)
     finally:
@@ -112,12 +123,16 @@ def test_kill_9_mid_stream_routes_every_mail_once(broker: Broker, tmp_path: Path
     out = Counter((r.value["mail_id"], r.value["destination"]) for r in read_topic(settings, names.mail_out))
     held = Counter(r.value["mail_id"] for r in read_topic(settings, names.mail_quarantine))
     skipped = second.read_text(errors="replace").count("already routed: skipped")
-    print(f"killed after {at_kill} of {TOTAL} routed; the restart skipped {skipped} already routed")
+    print(f"killed after {at_kill} of {TOTAL} routed, {committed_at_kill} offsets committed; "
+          f"the restart skipped {skipped} already routed")
     expected_out = Counter({(m, "example.com"): 1 for m, i in ids.items() if i % 10} | {
         (m, "example.org"): 1 for m, i in ids.items() if i % 10 and i % 3 == 0})
     assert held == Counter({m: 1 for m, i in ids.items() if i % 10 == 0}), "quarantine: lost or twice"
     assert out == expected_out, f"mail.out: {sum(out.values())} records for {len(expected_out)} copies"
     assert KILL_AT <= at_kill < TOTAL, "not killed mid-stream"
+    # Every mail routed (logged) before the kill whose offset was not committed yet is read again and skipped.
+    assert skipped >= at_kill - committed_at_kill, "a routed mail read again was not skipped"
+    assert skipped > 0, "the restart read nothing again: the kill did not fall between routing and offset commit"
 
 
 def routed_lines(log: Path) -> int:
