@@ -204,7 +204,7 @@ def _queue_action(method: str, request: Any, server: str | None, token: str | No
 @queue_app.command("release")
 def queue_release(mail_id: str, queue: QueueOpt = "", reason: Reason = "", server: Server = None,
                   token: Token = None) -> None:
-    """Deliver a quarantined mail (a user: to its own address only)."""
+    """Release a quarantined mail: delivered, or scanned again first if it was held unscanned (a user: its own address only)."""
     _queue_action("ReleaseMail", pb.MailRequest(mail_id=mail_id, queue=queue, reason=reason), server, token)
 
 

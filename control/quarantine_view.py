@@ -109,7 +109,8 @@ def apply_record(queue: str, held: dict[str, Held], key: bytes | None, value: by
         return None  # not ours to show; message-validation quarantines what it cannot read
     record = event.record
     if event.type == "MailRouted":
-        held[record["mail_id"]] = entry = Held(queue, record, list(record["rcpt_to"]))
+        held[record["mail_id"]] = entry = _merged(held.get(record["mail_id"]), Held(queue, record,
+                                                                                  list(record["rcpt_to"])))
         return entry
     if event.type == "QueueAction" and record["action"] in ("RELEASE", "DELETE"):
         mail = held.get(record["mail_id"])
@@ -121,6 +122,22 @@ def apply_record(queue: str, held: dict[str, Held], key: bytes | None, value: by
             gone = {r.lower() for r in record["recipients"]}
             mail.remaining = [r for r in mail.remaining if r.lower() not in gone]
     return None
+
+
+def _merged(before: Held | None, new: Held) -> Held:
+    """A second routing record of the same mail into the same queue (another recipient group, or
+    the copy a release sent back to be scanned and that was held again) adds its recipients: it
+    does not replace the recipients still held by the first."""
+    if before is None:
+        return new
+    seen = {r.lower() for r in before.remaining}
+    new.remaining = before.remaining + [r for r in new.remaining if r.lower() not in seen]
+    known = {r.lower() for r in before.record["rcpt_to"]}
+    new.record = {**new.record,
+                  "rcpt_to": list(before.record["rcpt_to"]) + [r for r in new.record["rcpt_to"]
+                                                             if r.lower() not in known],
+                  "reasons": list(dict.fromkeys([*before.record["reasons"], *new.record["reasons"]]))}
+    return new
 
 
 def is_held(h: Held) -> bool:

@@ -72,9 +72,9 @@ def test_config_keys_and_values_are_checked_as_the_environment_would_read_them()
             check_key(fixed)
 
 
-def routed(rcpts: list[str]) -> bytes:
+def routed(rcpts: list[str], reasons: tuple[str, ...] = ("spam",)) -> bytes:
     return default_codec().encode("MailRouted", {
-        "mail_id": "M1", "event_time": 1, "node": "n", "queue": "spam", "reasons": ["spam"], "destination": None,
+        "mail_id": "M1", "event_time": 1, "node": "n", "queue": "spam", "reasons": list(reasons), "destination": None,
         "mail_from": "x@o.test", "rcpt_to": rcpts, "received_time": 1, "client_address": None, "size": 4,
         "message": pack_message(b"Subject: hi\r\n\r\nbody")})
 
@@ -99,6 +99,20 @@ def test_queue_folding_takes_out_released_and_deleted_recipients() -> None:
     apply_record("spam", held, b"M1", routed(["a@x.test"]))
     apply_record("spam", held, b"M1", None)  # a tombstone
     assert held == {}
+
+
+def test_a_second_routing_record_of_a_mail_adds_its_recipients() -> None:
+    held: dict[str, Held] = {}
+    admin = Principal("admin", "root")
+    apply_record("spam", held, b"M1", routed(["a@x.test", "b@x.test"]))
+    apply_record("spam", held, b"M1", routed(["c@y.test"], ("spam", "content rule")))  # another recipient group
+    assert held["M1"].for_whom(admin) == ["a@x.test", "b@x.test", "c@y.test"]
+    assert held["M1"].record["rcpt_to"] == ["a@x.test", "b@x.test", "c@y.test"]
+    assert held["M1"].record["reasons"] == ["spam", "content rule"]
+    apply_record("spam", held, b"M1", action("RELEASE", ["a@x.test"]))
+    apply_record("spam", held, b"M1", routed(["a@x.test"]))  # the released copy, held again
+    assert held["M1"].for_whom(admin) == ["b@x.test", "c@y.test", "a@x.test"]
+    assert held["M1"].for_whom(Principal("user", "a@x.test")) == ["a@x.test"]
 
 
 def test_durations_and_rejection_reasons() -> None:
