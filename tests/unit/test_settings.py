@@ -48,3 +48,12 @@ def test_bad_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAILGATE_SMTP_SERVER__MAX_RECIPIENTS", "0")
     with pytest.raises(ValidationError, match="max_recipients"):
         Settings()
+
+
+def test_every_producer_waits_for_all_replicas_and_is_idempotent() -> None:
+    """The 250-after-ack promise rests on these two: acks=all and idempotence, whatever a stage tunes."""
+    from core.kafka import producer_config
+
+    config = producer_config(Settings(), "smtp-server", **{"linger.ms": 0})
+    assert (config["acks"], config["enable.idempotence"]) == ("all", True)
+    assert config["message.timeout.ms"] == int(Settings().kafka.produce_timeout_s * 1000)
