@@ -4,7 +4,7 @@ Consumes archive.spool (consumer group ``mailgate.maildepot-archiver``) in batch
 each batch is stored in one transaction of the archive store, and only then are
 its offsets committed. A restart therefore re-reads at most the last uncommitted
 batch, which the store skips by mail id: every mail is stored once. Removes
-expired mail every ``maildepot.sweep_interval_s``.
+expired mail every ``maildepot.sweep_interval_s``. Its metrics: egress/maildepot/metrics.py.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from core.control_channel import ControlChannel
 from core.kafka import make_consumer, make_producer
 from core.logging import get_logger
 from core.settings import Settings
+from egress.maildepot import metrics
 from egress.maildepot.store import ArchiveStore
 from schemas import DecodeError, default_codec
 from schemas.quarantine import unreadable_record
 from schemas.topics import ARCHIVE_SPOOL, MAIL_QUARANTINE, TopicNames
 
 log = get_logger("maildepot-archiver")
-SERVICE = "maildepot-archiver"
+SERVICE = metrics.SERVICE
 
 
 class Archiver:
@@ -57,19 +58,24 @@ class Archiver:
             return None
 
     def handle(self, msgs: list[Message]) -> None:
-        records, ends = [], {}
+        records, ends, unreadable = [], {}, 0
         for msg in msgs:
             if msg.error() is not None:
                 log.warning("consumer error", error=str(msg.error()))
                 continue
             ends[(msg.topic(), msg.partition())] = msg.offset() + 1
             record = self._decode(msg)
-            if record is not None:
+            if record is None:
+                unreadable += 1
+            else:
                 records.append(record)
         if self.producer.flush(self.settings.kafka.produce_timeout_s):
             raise RuntimeError("quarantined records not acknowledged; not committing")
+        metrics.QUARANTINED.inc(unreadable)
         if records:
+            started = time.monotonic()
             done = self.store.store_batch(records, self.settings.maildepot.retention_days)
+            metrics.count_batch(done, time.monotonic() - started)
             for mail_id in done.stored:
                 log.info("archived", mail_id=mail_id)
             for mail_id in done.duplicates:
@@ -91,7 +97,9 @@ class Archiver:
         if time.monotonic() < self.next_sweep:
             return
         self.next_sweep = time.monotonic() + self.settings.maildepot.sweep_interval_s
-        for row in self.store.sweep():
+        removed = self.store.sweep()
+        metrics.EXPIRED.inc(len(removed))
+        for row in removed:
             log.info("expired mail removed", mail_id=row["mail_id"], rule=row["rule"], audit="expired")
 
     def run(self) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from core.logging import get_logger
 from core.settings import Settings
+from ingress.connector import metrics
 from ingress.connector.spool import Spool, spool_record
 from schemas.ids import stable_mail_id
 
@@ -105,16 +106,19 @@ async def scan(settings: Settings, spool: Spool, directory: Path) -> int:
         if path.name in ("done", "failed") or path.name.startswith(".") or \
                 time.time() - path.stat().st_mtime < SETTLE_S:
             continue
+        kind: str | None = None
         try:
             kind = kind_of(path)
             if kind is None:
                 raise ValueError("neither an mbox file, a Maildir folder (cur/ new/) nor an .eml file")
             count = await import_source(settings, spool, path, kind)
         except (OSError, ValueError, mailbox.Error) as exc:
+            metrics.count_import(kind, "failed")
             target = _move(path, directory / "failed")
             target.with_name(target.name + ".reason").write_text(f"{type(exc).__name__}: {exc}\n")
             log.warning("import failed", source=path.name, reason=str(exc))
             continue
+        metrics.count_import(kind, "imported")
         _move(path, directory / "done")
         log.info("imported", source=path.name, kind=kind, mails=count)
         total += count

@@ -14,6 +14,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from core.kafka import KafkaUnavailable
 from core.logging import get_logger
 from core.settings import Settings
+from ingress.connector import metrics
 from ingress.connector.spool import Spool, spool_record
 
 log = get_logger("maildepot-connector")
@@ -32,7 +33,9 @@ class JournalHandler:
             await self.spool.put(record)
         except (KafkaUnavailable, TimeoutError) as exc:
             log.warning("journal mail not taken", mail_id=record["mail_id"], error=str(exc))
+            metrics.JOURNAL_REFUSED.inc()
             return "451 4.3.0 Archive spool unavailable, try again later"
+        metrics.JOURNALED.inc()
         log.info("journaled", mail_id=record["mail_id"], size=len(raw), client=peer)
         return f"250 2.0.0 Ok: archived as {record['mail_id']}"
 

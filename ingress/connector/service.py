@@ -2,7 +2,7 @@
 
 Runs the SMTP journal endpoint (when ``connector.journal_port`` is set) and looks
 at the import directory every ``connector.scan_interval_s``; both publish to
-archive.spool.
+archive.spool. Its metrics: ingress/connector/metrics.py.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """maildepot-connector: a mail for the archive as an ArchiveSpooled record, and its publication
-on archive.spool (acks=all; the caller learns only after the broker acknowledged it)."""
+on archive.spool (acks=all; the caller learns only after the broker acknowledged it, and
+mailgate_mails_total counts it)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from core.kafka import AsyncProducer
 from core.settings import Settings
+from ingress.connector import metrics
 from schemas import default_codec, new_mail_id, pack_message
 from schemas.topics import ARCHIVE_SPOOL, TopicNames
 
@@ -29,11 +31,12 @@ class Spool:
     def __init__(self, settings: Settings) -> None:
         self.topic = TopicNames(settings.kafka.topic_prefix)(ARCHIVE_SPOOL)
         self.codec = default_codec()
-        self.producer = AsyncProducer(settings, "maildepot-connector")
+        self.producer = AsyncProducer(settings, metrics.SERVICE)
 
     async def put(self, record: dict[str, Any]) -> None:
         await self.producer.send(self.topic, record["mail_id"].encode(), self.codec.encode("ArchiveSpooled", record),
                                  self.codec.headers("ArchiveSpooled", record["mail_id"]))
+        metrics.SPOOLED.inc()
 
     def close(self) -> None:
         self.producer.close()

@@ -1,4 +1,5 @@
-"""The message-archive agent: a loop around ``rules.choose`` from mail.archive to archive.spool."""
+"""The message-archive agent: a loop around ``rules.choose`` from mail.archive to archive.spool.
+Its metrics (streams/archive/metrics.py): mails spooled, quarantined, and not archived by reason."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from core.logging import get_logger
 from schemas import Codec, DecodeError
 from schemas.quarantine import unreadable_record
 from schemas.topics import ARCHIVE_SPOOL, TopicNames
-from streams.archive.rules import choose, spooled
+from streams.archive import metrics
+from streams.archive.rules import NOT_ARCHIVED, choose, spooled, why_not
 from streams.archive.settings import ArchiveRule
 from streams.topics import StreamTopics
 
 log = get_logger("message-archive")
-STAGE = "message-archive"
+STAGE = metrics.SERVICE
 
 
 def register(app: faust.App, topics: StreamTopics, codec: Codec, node: str, prefix: str,
@@ -37,12 +39,16 @@ def register(app: faust.App, topics: StreamTopics, codec: Codec, node: str, pref
                 await topics.mail_quarantine.send(key=record["mail_id"].encode(),
                                                   value=codec.encode("MailRouted", record),
                                                   headers=codec.headers("MailRouted", record["mail_id"]))
+                metrics.QUARANTINED.inc()
                 continue
             rule, way = choose(rules, mail, ours)
             if rule is None:
-                log.info("not archived", mail_id=mail["mail_id"], direction=way, reason="no archive rule matches")
+                why = why_not(rules, mail, ours)
+                metrics.count_not_archived(why)
+                log.info("not archived", mail_id=mail["mail_id"], direction=way, reason=NOT_ARCHIVED[why])
                 continue
             record = spooled(mail, rule, way, node)
             await spool.send(key=mail["mail_id"].encode(), value=codec.encode("ArchiveSpooled", record),
                              headers=codec.headers("ArchiveSpooled", mail["mail_id"]))
+            metrics.SPOOLED.inc()
             log.info("spooled", mail_id=mail["mail_id"], rule=rule.name, direction=way, verdict=record["verdict"])

@@ -1,7 +1,8 @@
 """maildepot-connector and maildepot-archiver as their own processes on the real broker: the
 journal endpoint answers 250 only after Kafka has the mail (451 when Kafka is gone), a file that
 is no mail source goes to failed/ with the reason, an import repeated after a crash keeps its
-mail ids, and an unreadable record on archive.spool is quarantined without blocking the rest."""
+mail ids, and an unreadable record on archive.spool is quarantined without blocking the rest;
+each process's /metrics counts what it did."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ import pytest
 
 from control.topics import ensure_topics
 from core.kafka import make_producer
-from core.settings import KafkaSettings, Settings
+from core.settings import ControlSettings, KafkaSettings, Settings
 from egress.maildepot.store import ArchiveStore
 from ingress.connector.settings import ConnectorSettings
 from schemas import default_codec
 from tests.integration.archive.helpers import mail, spooled
 from tests.integration.control.conftest import wait_until
+from tests.integration.smtp_client.test_metrics import scrape
 from tests.support.kafka import Broker
 from tests.support.ports import free_port, wait_listening
 from tests.support.topics import read_topic
@@ -39,6 +41,8 @@ def run_service(name: str, settings: Settings, tmp: Path) -> subprocess.Popen[by
            "MAILGATE_CONNECTOR__SCAN_INTERVAL_S": "0.3"}
     if settings.connector.journal_port:
         env["MAILGATE_CONNECTOR__JOURNAL_PORT"] = str(settings.connector.journal_port)
+    if settings.control.metrics_port:
+        env["MAILGATE_CONTROL__METRICS_PORT"] = str(settings.control.metrics_port)
     log = open(tmp / f"{name}-{uuid.uuid4().hex[:4]}.log", "wb")
     try:
         return subprocess.Popen([sys.executable, "-m", "control.cli", "service", name], env=env, cwd=tmp,
@@ -61,9 +65,16 @@ def settings(broker: Broker, tmp_path: Path) -> Settings:
     s = Settings(node="n1", home=tmp_path / "home",
                  kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers,
                                      topic_prefix=f"t{uuid.uuid4().hex[:8]}.", partitions=2, produce_timeout_s=3),
-                 connector=ConnectorSettings(journal_port=free_port()))
+                 connector=ConnectorSettings(journal_port=free_port()),
+                 control=ControlSettings(metrics_port=free_port()))
     ensure_topics(s)
     return s
+
+
+def counted(settings: Settings, name: str, **labels: str) -> float:
+    """One sample of the service's /metrics (0 when it is not on the page)."""
+    page = wait_until("/metrics answering", lambda: scrape(settings.control.metrics_port or 0))
+    return page.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 @pytest.fixture
@@ -104,6 +115,12 @@ def test_journal_and_imports_reach_the_spool(settings: Settings, connector: subp
     imported = by_source["import"]
     assert len(imported) == 2 and imported[0]["mail_id"] == imported[1]["mail_id"]  # stored once by the archiver
     assert imported[0]["rcpt_to"] == ["bob@example.com"] and imported[0]["origin"] == "eml:a.eml"
+    service = "maildepot-connector"
+    assert counted(settings, "mailgate_maildepot_connector_journal_mails_total") == 1
+    assert counted(settings, "mailgate_mails_total", service=service, queue="archive.spool") == 3
+    assert counted(settings, "mailgate_maildepot_connector_imports_total", kind="eml", outcome="imported") == 2
+    assert counted(settings, "mailgate_maildepot_connector_imports_total", kind="unknown", outcome="failed") == 1
+    assert counted(settings, "mailgate_maildepot_connector_imports_total", kind="mbox", outcome="imported") == 0
 
 
 def test_journal_answers_451_when_kafka_is_gone(broker: Broker, settings: Settings, tmp_path: Path) -> None:
@@ -120,6 +137,8 @@ def test_journal_answers_451_when_kafka_is_gone(broker: Broker, settings: Settin
         with pytest.raises(aiosmtplib.SMTPDataError) as refused:
             asyncio.run(journal())
         assert refused.value.code == 451 and "try again" in refused.value.message
+        assert counted(dead, "mailgate_rejections_total", service="maildepot-connector", reason="queue") == 1
+        assert counted(dead, "mailgate_maildepot_connector_journal_mails_total") == 0
     finally:
         stop(proc)
 
@@ -148,5 +167,10 @@ def test_archiver_quarantines_an_unreadable_record_and_stores_the_rest(settings:
         held = wait_until("the bad one quarantined", lambda: read_topic(
             settings, f"{settings.kafka.topic_prefix}mail.quarantine"))
         assert len(held) == 1 and "maildepot-archiver: unreadable event" in held[0].value["reasons"][0]
+        archived = "mailgate_maildepot_archiver_mails_total"
+        wait_until("the stored mails counted", lambda: counted(settings, archived, outcome="stored") == 5)
+        assert counted(settings, archived, outcome="duplicate") == 0
+        assert counted(settings, "mailgate_mails_total", service="maildepot-archiver", queue="mail.quarantine") == 1
+        assert counted(settings, "mailgate_latency_seconds_count", service="maildepot-archiver", step="store-batch") >= 1
     finally:
         stop(proc)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from streams.archive.rules import choose, direction, spooled, verdict_of
+from streams.archive.rules import NOT_ARCHIVED, choose, direction, spooled, verdict_of, why_not
 from streams.archive.settings import ArchiveRule, ArchiveSettings
 from streams.validation.routing import Findings, archive_copy, decide
 
@@ -64,3 +64,15 @@ def test_first_matching_rule_decides_by_domain_and_direction() -> None:
     rule, way = choose(rules, spam_in, OURS)
     assert rule is not None and rule.name == "inbound"  # this rule excludes nothing
     assert choose(rules, copy(Findings(), mail_from="a@else.test", rcpt_to=["y@x.test"]), OURS)[0] is None
+
+
+def test_why_a_mail_is_not_archived() -> None:
+    rules = [ArchiveRule(name="skip-org", domains="example.org", archive=False),
+             ArchiveRule(name="inbound", directions="inbound")]
+    cases = {"exception": copy(Findings(), rcpt_to=["bob@example.org"]),
+             "excluded": copy(Findings(spam_verdict="spam")),  # "inbound" fits, but excludes spam
+             "no-rule": copy(Findings(), mail_from="alice@example.com", rcpt_to=["x@outside.test"])}
+    for reason, mail in cases.items():
+        assert choose(rules, mail, OURS)[0] is None
+        assert why_not(rules, mail, OURS) == reason
+    assert set(cases) == set(NOT_ARCHIVED)
