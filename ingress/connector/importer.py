@@ -112,6 +112,8 @@ async def scan(settings: Settings, spool: Spool, directory: Path) -> int:
             if kind is None:
                 raise ValueError("neither an mbox file, a Maildir folder (cur/ new/) nor an .eml file")
             count = await import_source(settings, spool, path, kind)
+        except TimeoutError:  # Kafka did not answer in time (an OSError too): left in place for the next scan
+            raise
         except (OSError, ValueError, mailbox.Error) as exc:
             metrics.count_import(kind, "failed")
             target = _move(path, directory / "failed")
