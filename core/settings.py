@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -354,6 +354,18 @@ class Settings(BaseSettings):
         if path.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _pop3_mail_fits_the_topics(self) -> Settings:
+        # The topics are sized for smtp_server.max_message_size: a larger POP3 mail would fail its
+        # publish at every cycle instead of being left on the server and reported.
+        for account in self.pop3.accounts:
+            if account.max_message_size > self.smtp_server.max_message_size:
+                raise ValueError(
+                    f"pop3 account {account.name!r}: max_message_size {account.max_message_size} is larger than "
+                    f"smtp_server.max_message_size {self.smtp_server.max_message_size}, which sizes the topics; "
+                    f"lower the account's or raise smtp_server.max_message_size")
+        return self
 
     @property
     def uses_local_broker(self) -> bool:

@@ -66,3 +66,13 @@ def test_each_service_takes_its_accounts() -> None:
 def test_account_names_are_unique() -> None:
     with pytest.raises(ValidationError, match="named 'a'"):
         Pop3Settings(accounts=[account(name="a", password="x"), account(name="a", password="y")])
+
+
+def test_an_account_may_not_take_mail_larger_than_the_topics_carry() -> None:
+    from core.settings import Settings, SmtpServerSettings
+
+    big = Pop3Settings(accounts=[account(name="sales", password="x", max_message_size=30 * 1024 * 1024)])
+    with pytest.raises(ValidationError, match="pop3 account 'sales': max_message_size .* smtp_server.max_message_size"):
+        Settings(pop3=big)
+    fits = Settings(pop3=big, smtp_server=SmtpServerSettings(max_message_size=30 * 1024 * 1024))
+    assert fits.pop3.accounts[0].max_message_size == 30 * 1024 * 1024
