@@ -14,16 +14,15 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-from core.metrics import LATENCY, MAILS
+from core.metrics import LATENCY, MAILS, shown_at_zero
 from egress.maildepot.store import Stored
 from schemas.topics import MAIL_QUARANTINE
 
 SERVICE = "maildepot-archiver"
 
-ARCHIVED = Counter("mailgate_maildepot_archiver_mails_total",
-                   "Mails of a batch the archive store committed: stored, or skipped as a duplicate", ["outcome"])
-for _outcome in ("stored", "duplicate"):
-    ARCHIVED.labels(_outcome)  # on the page at 0 from the start: a rate needs the first sample
+ARCHIVED = shown_at_zero(Counter("mailgate_maildepot_archiver_mails_total",
+                                 "Mails of a batch the archive store committed: stored, or skipped as a duplicate",
+                                 ["outcome"]), "stored", "duplicate")
 EXPIRED = Counter("mailgate_maildepot_archiver_expired_total", "Mails removed from the archive by retention")
 QUARANTINED = MAILS.labels(SERVICE, MAIL_QUARANTINE)
 STORE_BATCH = LATENCY.labels(SERVICE, "store-batch")

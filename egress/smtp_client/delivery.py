@@ -143,7 +143,7 @@ async def deliver(route: Route | RouteError, pool: Pool, mail_from: str, recipie
                     last = _all(recipients, exc.reply, host.label)
                     break  # next host
                 try:
-                    outcome, usable = await _transaction(conn, mail_from, recipients, data, not reused)
+                    outcome, usable = await _transaction(conn, mail_from, recipients, data, fresh=not reused)
                 except _Dead:
                     await conn.close()
                     continue  # a new connection to the same host

@@ -82,10 +82,9 @@ class Handler:
 
         async def on_accepted(outcome: Outcome) -> None:  # before the connection takes another mail
             reply = outcome.accepted_reply.line if outcome.accepted_reply else ""
-            # The journal's write(2), synchronously, before the first await: nothing else of this
-            # task runs between seeing the 250 and the mark being in the page cache.
-            entry = self.dlog.record(routed["mail_id"], routed.get("destination"), outcome.accepted, reply)
-            await self.dlog.confirm(entry, self.durably)
+            # mark() journals (one write(2)) before its first await: nothing else of this task runs
+            # between seeing the 250 and the mark being in the page cache.
+            await self.dlog.mark(routed["mail_id"], routed.get("destination"), outcome.accepted, self.durably, reply)
 
         return on_accepted
 

@@ -15,15 +15,14 @@ from typing import Literal
 
 from prometheus_client import Counter
 
-from core.metrics import LATENCY
+from core.metrics import LATENCY, shown_at_zero
 
 SERVICE = "smtp-client"
 Outcome = Literal["delivered", "deferred", "bounced"]
 
-RECIPIENTS = Counter("mailgate_smtp_client_recipients_total", "Recipients decided by a delivery attempt, by outcome",
-                     ["outcome"])
-for _outcome in ("delivered", "deferred", "bounced"):
-    RECIPIENTS.labels(_outcome)  # on the page at 0 from the start: a rate needs the first sample
+RECIPIENTS = shown_at_zero(Counter("mailgate_smtp_client_recipients_total",
+                                   "Recipients decided by a delivery attempt, by outcome", ["outcome"]),
+                           "delivered", "deferred", "bounced")
 ATTEMPT = LATENCY.labels(service=SERVICE, step="deliver")
 
 

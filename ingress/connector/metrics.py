@@ -16,7 +16,7 @@ from typing import Literal
 
 from prometheus_client import Counter
 
-from core.metrics import MAILS, REJECTIONS
+from core.metrics import MAILS, REJECTIONS, shown_at_zero
 from schemas.topics import ARCHIVE_SPOOL
 
 SERVICE = "maildepot-connector"
@@ -27,13 +27,10 @@ SPOOLED = MAILS.labels(SERVICE, ARCHIVE_SPOOL)
 JOURNALED = Counter("mailgate_maildepot_connector_journal_mails_total",
                     "Mails the journal endpoint accepted (250, once Kafka had them)")
 JOURNAL_REFUSED = REJECTIONS.labels(SERVICE, "queue")  # as smtp-server counts a 451 when Kafka fails
-IMPORTS = Counter("mailgate_maildepot_connector_imports_total",
-                  "Import sources (mbox files, Maildir folders, .eml files) handled, by kind and outcome",
-                  ["kind", "outcome"])
-for _kind in KINDS:  # on the page at 0 from the start: a rate needs the first sample
-    for _outcome in ("imported", "failed"):
-        IMPORTS.labels(_kind, _outcome)
-IMPORTS.labels("unknown", "failed")
+IMPORTS = shown_at_zero(Counter("mailgate_maildepot_connector_imports_total",
+                                "Import sources (mbox files, Maildir folders, .eml files) handled, by kind and outcome",
+                                ["kind", "outcome"]),
+                        *((kind, outcome) for kind in KINDS for outcome in ("imported", "failed")), ("unknown", "failed"))
 
 
 def count_import(kind: str | None, outcome: Outcome) -> None:

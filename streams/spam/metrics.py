@@ -6,19 +6,17 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from core.metrics import shown_at_zero
 from streams.spam.patterns import HAM, SPAM
 from streams.spam.scoring import VERDICTS
 
 SCORE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
-SCORED = Counter("mailgate_spam_scored_total", "Mails scored by the spam filter, by verdict", ["verdict"])
+SCORED = shown_at_zero(Counter("mailgate_spam_scored_total", "Mails scored by the spam filter, by verdict",
+                               ["verdict"]), *VERDICTS)
 SCORE = Histogram("mailgate_spam_score", "Spam score of each mail scored (0 ham .. 1 spam)", buckets=SCORE_BUCKETS)
-REPORTS = Counter("mailgate_spam_reports_applied_total", "Spam/ham reports applied to the pattern table, by label",
-                  ["label"])
-for _verdict in VERDICTS:  # every label shows from the start, at 0
-    SCORED.labels(_verdict)
-for _label in (SPAM, HAM):
-    REPORTS.labels(_label)
+REPORTS = shown_at_zero(Counter("mailgate_spam_reports_applied_total",
+                                "Spam/ham reports applied to the pattern table, by label", ["label"]), SPAM, HAM)
 
 
 def count_scored(verdict: str, score: float) -> None:
