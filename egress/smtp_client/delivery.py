@@ -10,17 +10,18 @@ dead is replaced by a new one to the same host, once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiosmtplib
 from aiosmtplib.protocol import normalize_message_line_endings
+from aiosmtplib.response import SMTPResponse
 
-from egress.smtp_client.connection import ConnectFailed, Connection, Reply, TlsInfo
+from egress.smtp_client.connection import ConnectFailed, Connection, MarkingProtocol, Reply, TlsInfo
 from egress.smtp_client.pool import Pool
 from egress.smtp_client.routing import Route, RouteError
 
-__all__ = ["NextHop", "Outcome", "Reply", "deliver"]
+__all__ = ["NextHop", "Outcome", "Recorder", "Reply", "deliver"]
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,15 @@ class Outcome:
         return [r for r, reply in self.failed.items() if reply.permanent]
 
 
-# on_accepted(outcome): runs as soon as the delivering task sees the 250, while the mail still holds its
-# connection; its first, synchronous step is the journal write (handler.py).
-OnAccepted = Callable[[Outcome], Awaitable[None]]
+class Recorder(Protocol):
+    """Records a 250 (handler.py): the journal, then the delivery log."""
+
+    def journal(self, accepted: list[str], reply: str) -> None:
+        """Synchronous, at most one write(2); runs inside the socket read that parsed the 250."""
+
+    async def confirm(self, outcome: Outcome) -> None:
+        """Runs once the task has the outcome, while the mail still holds its connection: journals if
+        the protocol could not (no-op otherwise), then returns once the broker has the mark."""
 
 
 def _all(recipients: list[str], reply: Reply, next_hop: str = "") -> Outcome:
@@ -77,7 +84,7 @@ class _Refused(Exception):
 
 
 async def _sendmail(client: aiosmtplib.SMTP, mail_from: str, recipients: list[str],
-                    data: bytes) -> tuple[dict[str, Reply], str]:
+                    data: bytes, recorder: Recorder | None) -> tuple[dict[str, Reply], str]:
     """MAIL, RCPT per recipient, DATA: (refused recipients, the DATA reply's text). Like aiosmtplib's
     sendmail, except that a 4xx/5xx to DATA keeps the RCPT replies: a recipient refused with 550 is
     bounced at once, not retried with the others."""
@@ -93,7 +100,18 @@ async def _sendmail(client: aiosmtplib.SMTP, mail_from: str, recipients: list[st
         if len(refused) == len(recipients):
             await client.rset()
             return refused, ""
-        return refused, (await client.data(data)).message
+        if recorder is not None and isinstance(client.protocol, MarkingProtocol):
+            accepted = [r for r in recipients if r not in refused]
+
+            def journal(response: SMTPResponse) -> None:
+                recorder.journal(accepted, f"{response.code} {response.message}")
+
+            client.protocol.on_completed = journal
+        try:
+            return refused, (await client.data(data)).message
+        finally:
+            if isinstance(client.protocol, MarkingProtocol):
+                client.protocol.on_completed = None  # never left for the next mail on this connection
     except aiosmtplib.SMTPResponseException as exc:
         try:
             await client.rset()  # a clean envelope for the next mail on this connection
@@ -103,11 +121,11 @@ async def _sendmail(client: aiosmtplib.SMTP, mail_from: str, recipients: list[st
 
 
 async def _transaction(conn: Connection, mail_from: str, recipients: list[str], data: bytes,
-                       fresh: bool) -> tuple[Outcome, bool]:
+                       fresh: bool, recorder: Recorder | None) -> tuple[Outcome, bool]:
     """Send one mail on ``conn``: (outcome, connection still usable)."""
     label, tls = conn.host.label, conn.tls
     try:
-        refused, text = await _sendmail(conn.client, mail_from, recipients, data)
+        refused, text = await _sendmail(conn.client, mail_from, recipients, data, recorder)
     except _Refused as exc:  # MAIL or DATA refused, 421, ...
         failed = {**_all(recipients, Reply(exc.error.code, exc.error.message)).failed, **exc.refused}
         return Outcome(failed=failed, next_hop=label, tls=tls), exc.error.code != 421
@@ -125,12 +143,10 @@ async def _transaction(conn: Connection, mail_from: str, recipients: list[str], 
 
 
 async def deliver(route: Route | RouteError, pool: Pool, mail_from: str, recipients: list[str],
-                  data: bytes, on_accepted: OnAccepted | None = None) -> Outcome:
-    """One attempt. ``on_accepted`` (the journal, then the delivery log write) runs right after the 250,
-    with no await between the reply reaching this task and the call, while this mail still holds its
-    connection and destination slot: the next mail on a connection starts only once
-    the previous one's 250 is recorded, so a killed client has at most one recorded-too-late 250 per
-    session, not as many as it could send while its log writes were stuck."""
+                  data: bytes, recorder: Recorder | None = None) -> Outcome:
+    """One attempt. ``recorder`` journals the 250 in the socket read that parses it, and writes the delivery
+    log right after, while this mail still holds its connection and destination slot: the next mail on a
+    connection starts only once the previous one's 250 is on the broker."""
     if isinstance(route, RouteError):
         return _all(recipients, Reply(route.code, route.text))
     last: Outcome | None = None
@@ -143,13 +159,13 @@ async def deliver(route: Route | RouteError, pool: Pool, mail_from: str, recipie
                     last = _all(recipients, exc.reply, host.label)
                     break  # next host
                 try:
-                    outcome, usable = await _transaction(conn, mail_from, recipients, data, fresh=not reused)
+                    outcome, usable = await _transaction(conn, mail_from, recipients, data, not reused, recorder)
                 except _Dead:
                     await conn.close()
                     continue  # a new connection to the same host
                 try:
-                    if outcome.accepted and on_accepted is not None:
-                        await on_accepted(outcome)
+                    if outcome.accepted and recorder is not None:
+                        await recorder.confirm(outcome)
                 finally:
                     await pool.put(conn, route.tls, usable)
                 return outcome

@@ -20,8 +20,9 @@ from typing import Any
 from core.logging import get_logger
 from core.settings import Settings
 from egress.smtp_client.bounce import bounce_mail_id, bounce_record, build_dsn
-from egress.smtp_client.delivery import OnAccepted, Outcome, Reply, deliver
+from egress.smtp_client.delivery import Outcome, Reply, deliver
 from egress.smtp_client.deliverylog import DeliveryLog, Durably, log_key
+from egress.smtp_client.journal import Entry
 from egress.smtp_client.events import delivered_event, failed_events
 from egress.smtp_client.metrics import ATTEMPT, count
 from egress.smtp_client.pool import Pool
@@ -37,6 +38,25 @@ Publish = Callable[[str, dict[str, Any], str, bytes], Awaitable[None]]
 
 def is_null_sender(mail_from: str) -> bool:
     return mail_from.strip() in ("", "<>")
+
+
+class Marks:
+    """The 250 of one copy: journalled where it is parsed (``journal``), then on the broker (``confirm``)."""
+
+    def __init__(self, dlog: DeliveryLog, routed: dict[str, Any], durably: Durably) -> None:
+        self.dlog, self.durably = dlog, durably
+        self.mail_id, self.destination = routed["mail_id"], routed.get("destination")
+        self.entry: Entry | None = None
+
+    def journal(self, accepted: list[str], reply: str) -> None:
+        if self.entry is None:
+            self.entry = self.dlog.record(self.mail_id, self.destination, accepted, reply)
+
+    async def confirm(self, outcome: Outcome) -> None:
+        self.journal(outcome.accepted, outcome.accepted_reply.line if outcome.accepted_reply else "")
+        entry = self.entry
+        assert entry is not None
+        await self.durably("delivery log", lambda: self.dlog.publish(entry))
 
 
 class Handler:
@@ -68,7 +88,7 @@ class Handler:
                 route = exc  # type: ignore[assignment]
 
             started = time.monotonic()
-            outcome = await deliver(route, self.pool, routed["mail_from"], recipients, data, self._recorder(routed))
+            outcome = await deliver(route, self.pool, routed["mail_from"], recipients, data, Marks(self.dlog, routed, self.durably))
             ATTEMPT.observe(time.monotonic() - started)
             if outcome.accepted:
                 await self._event("MailDelivered", delivered_event(routed, outcome, attempt, self.settings.node))
@@ -76,17 +96,6 @@ class Handler:
                 mlog.info("delivered", rcpt=len(outcome.accepted), next_hop=outcome.next_hop, attempt=attempt,
                           tls=outcome.tls.version if outcome.tls else None)
             return await self._failures(routed, outcome, data, attempt, key, mlog)
-
-    def _recorder(self, routed: dict[str, Any]) -> OnAccepted:
-        """Records a 250: journal first, then the delivery log on Kafka."""
-
-        async def on_accepted(outcome: Outcome) -> None:  # before the connection takes another mail
-            reply = outcome.accepted_reply.line if outcome.accepted_reply else ""
-            # mark() journals (one write(2)) before its first await: nothing else of this task runs
-            # between seeing the 250 and the mark being in the page cache.
-            await self.dlog.mark(routed["mail_id"], routed.get("destination"), outcome.accepted, self.durably, reply)
-
-        return on_accepted
 
     async def _failures(self, routed: dict[str, Any], outcome: Outcome, data: bytes, attempt: int, key: str,
                         mlog: Any) -> str | None:
