@@ -25,7 +25,7 @@ class Got:
     data: bytes
     tls: str | None  # TLS version of the session, None in clear
     session: int
-    at: float = field(default_factory=time.time)  # when the 250 was given (wall clock, for benchmarks)
+    at: float = field(default_factory=time.time)  # when the 250 was written (wall clock, for benchmarks)
 
 
 @dataclass
@@ -84,6 +84,7 @@ class _Handler:
                 got = Got(envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b"",
                           tls, id(session))
                 (self.orphans if gone else self.mails).append(got)
+                session.pending_got = got  # type: ignore[attr-defined]  # ``at`` is set as the reply is written
         return reply
 
 
@@ -100,6 +101,13 @@ class _CountingSMTP(SMTP):
             cls.active += 1
             cls.most_active = max(cls.most_active, cls.active)
         super().connection_made(transport)
+
+    async def push(self, status: Any) -> None:
+        got = getattr(self.session, "pending_got", None)
+        if got is not None:  # the reply to that DATA: aiosmtpd writes it before its first await
+            self.session.pending_got = None  # type: ignore[union-attr]
+            got.at = time.time()
+        await super().push(status)
 
     def connection_lost(self, exc: Exception | None) -> None:
         cls = type(self)
