@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -191,7 +191,23 @@ class GreylistSettings(_SmtpListSplitter):
     enabled: bool = False
     delay_s: float = Field(default=300.0, ge=0, description="How long a new triplet is refused.")
     retry_window_s: float = Field(default=4 * 3600.0, gt=0, description="A retry must come within this.")
-    expiry_s: float = Field(default=36 * 86400.0, gt=0, description="A passed triplet is forgotten after this.")
+    max_age_s: float = Field(
+        default=35 * 86400.0, gt=0, validation_alias=AliasChoices("max_age_s", "expiry_s"),
+        description="A passed triplet not seen again for this long is forgotten (postgrey's max-age: 35 days). "
+                    "Old name: expiry_s.")
+    pending_max_age_s: float = Field(
+        default=86400.0, gt=0,
+        description="A triplet never retried in time is forgotten after this; at least retry_window_s.")
+    sweep_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often each node tombstones the expired triplets (±50% jitter).")
+
+    @model_validator(mode="after")
+    def _pending_outlives_the_window(self) -> GreylistSettings:
+        # Forgotten inside its own retry window, a triplet's retry would be greylisted again, for ever.
+        if self.pending_max_age_s < self.retry_window_s:
+            raise ValueError(f"greylist.pending_max_age_s ({self.pending_max_age_s:g}) must be at least "
+                             f"greylist.retry_window_s ({self.retry_window_s:g})")
+        return self
 
 
 class SmtpServerSettings(_SmtpListSplitter):
