@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -134,8 +134,26 @@ class RelayFilterSettings(_SmtpListSplitter):
     relay_authenticated: bool = Field(default=True, description="Authenticated clients may relay.")
 
 
+class OwnerSenderLists(_SmtpListSplitter):
+    """The sender lists of one of our domains or users (entries as in ListFilterSettings)."""
+
+    sender_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    sender_deny: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+
 class ListFilterSettings(_SmtpListSplitter):
-    """Allow/deny lists. Entries: "user@domain" (one user) or "domain" (every user of it)."""
+    """Allow/deny lists. Entries: "user@domain" (one user), "domain" (every user of it) or
+    ".domain" (its subdomains'). The sender lists can also be set per recipient domain and
+    per recipient user; the most specific list that names the sender decides (user >
+    domain > these global ones), and on one level deny wins::
+
+        [smtp_server.lists.domains."example.com"]
+        sender_deny = ["spammer.test"]
+        [smtp_server.lists.users."alice@example.com"]
+        sender_allow = ["partner.test"]
+
+    In the environment as JSON: MAILGATE_SMTP_SERVER__LISTS__DOMAINS='{"example.com": {"sender_deny": [...]}}'.
+    """
 
     client_allow: Annotated[list[str], NoDecode] = Field(default_factory=list, description="CIDRs that skip the DNS and greylist checks.")
     client_deny: Annotated[list[str], NoDecode] = Field(default_factory=list, description="CIDRs refused (554 5.7.1).")
@@ -143,6 +161,22 @@ class ListFilterSettings(_SmtpListSplitter):
     sender_deny: Annotated[list[str], NoDecode] = Field(default_factory=list)
     recipient_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
     recipient_deny: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    domains: dict[str, OwnerSenderLists] = Field(
+        default_factory=dict, description="One of smtp_server.domains -> its sender lists (for its recipients).")
+    users: dict[str, OwnerSenderLists] = Field(
+        default_factory=dict, description="A recipient address of our domains -> its own sender lists.")
+
+    @field_validator("domains", "users", mode="before")
+    @classmethod
+    def _lower_keys(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = json.loads(v) if v.strip() else {}
+        return {str(k).strip().lower().rstrip("."): val for k, val in v.items()} if isinstance(v, dict) else v
+
+    @property
+    def sender_owners(self) -> bool:
+        """Lists of a domain or a user are set."""
+        return any(o.sender_allow or o.sender_deny for o in (*self.domains.values(), *self.users.values()))
 
 
 class RateLimitSettings(_SmtpListSplitter):
@@ -191,7 +225,23 @@ class GreylistSettings(_SmtpListSplitter):
     enabled: bool = False
     delay_s: float = Field(default=300.0, ge=0, description="How long a new triplet is refused.")
     retry_window_s: float = Field(default=4 * 3600.0, gt=0, description="A retry must come within this.")
-    expiry_s: float = Field(default=36 * 86400.0, gt=0, description="A passed triplet is forgotten after this.")
+    max_age_s: float = Field(
+        default=35 * 86400.0, gt=0, validation_alias=AliasChoices("max_age_s", "expiry_s"),
+        description="A passed triplet not seen again for this long is forgotten (postgrey's max-age: 35 days). "
+                    "Old name: expiry_s.")
+    pending_max_age_s: float = Field(
+        default=86400.0, gt=0,
+        description="A triplet never retried in time is forgotten after this; at least retry_window_s.")
+    sweep_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often each node tombstones the expired triplets (±50% jitter).")
+
+    @model_validator(mode="after")
+    def _pending_outlives_the_window(self) -> GreylistSettings:
+        # Forgotten inside its own retry window, a triplet's retry would be greylisted again, for ever.
+        if self.pending_max_age_s < self.retry_window_s:
+            raise ValueError(f"greylist.pending_max_age_s ({self.pending_max_age_s:g}) must be at least "
+                             f"greylist.retry_window_s ({self.retry_window_s:g})")
+        return self
 
 
 class SmtpServerSettings(_SmtpListSplitter):
@@ -223,6 +273,19 @@ class SmtpServerSettings(_SmtpListSplitter):
         if isinstance(v, str):
             return [d.strip().lower() for d in v.split(",") if d.strip()]
         return [d.lower() for d in v]
+
+    @model_validator(mode="after")
+    def _list_owners_are_ours(self) -> SmtpServerSettings:
+        # A list for a domain we do not take mail for would never apply: say so instead.
+        ours = set(self.domains)
+        for kind, owners in (("domains", self.lists.domains), ("users", self.lists.users)):
+            for owner in owners:
+                domain = owner.rpartition("@")[2] if kind == "users" else owner
+                if (kind == "users" and "@" not in owner) or domain not in ours:
+                    what = "an address of one of" if kind == "users" else "one of"
+                    raise ValueError(f"smtp_server.lists.{kind}.{owner}: not {what} smtp_server.domains "
+                                     f"({', '.join(sorted(ours))})")
+        return self
 
 
 def _split_map(v: Any) -> Any:

@@ -23,7 +23,7 @@ from ingress.smtp import secure
 from ingress.smtp.data import DataCollector
 from ingress.smtp.lines import LineGuard
 from ingress.smtp.protocol import ConnectionTracker, GatewayEnvelope, GatewaySession, with_status
-from ingress.smtp.syntax import SyntaxProblem, parse_params, split_path
+from ingress.smtp.syntax import SyntaxProblem, address_problem, mail_params, parse_params, split_path
 
 log = get_logger("smtp-server")
 MAX_COMMAND = 1000  # octets of a command line without CRLF (RFC 5321 says 512; extensions add)
@@ -291,24 +291,16 @@ class SmtpEngine(asyncio.Protocol):
             return None
         try:
             address, rest = split_path(arg, "FROM:")
-            params = parse_params(rest)
+            smtputf8 = mail_params(parse_params(rest), self.data_size_limit)
+            problem = address_problem(address, smtputf8, "sender")
         except SyntaxProblem as exc:
-            self.reply(exc.reply)
+            problem = exc
+        if problem is not None:
+            self.reply(problem.reply)
             return None
-        size, body = params.pop("SIZE", None), params.pop("BODY", "7BIT")
-        params.pop("SMTPUTF8", None)
-        if body not in ("7BIT", "8BITMIME"):
-            self.reply("501 5.5.4 Error: BODY can only be one of 7BIT, 8BITMIME")
-        elif size is not None and (not isinstance(size, str) or not size.isdigit()):
-            self.reply("501 5.5.4 Error: SIZE needs a number")
-        elif size is not None and self.data_size_limit and int(str(size)) > self.data_size_limit:
-            self.reply("552 5.3.4 Error: message size exceeds fixed maximum message size")
-        elif params:
-            self.reply(f"555 5.5.4 Error: MAIL FROM parameters not recognized: {' '.join(params)[:60]}")
-        else:
-            return self._hook(self.handler.handle_MAIL(self, self.session, self.envelope, address or "<>",
-                                                       rest.upper().split()))
-        return None
+        self.envelope.smtp_utf8 = smtputf8
+        return self._hook(self.handler.handle_MAIL(self, self.session, self.envelope, address or "<>",
+                                                   rest.upper().split()))
 
     def smtp_RCPT(self, arg: str) -> Coroutine[Any, Any, None] | None:
         if self.need_helo():
@@ -323,6 +315,10 @@ class SmtpEngine(asyncio.Protocol):
             return None
         if rest:
             self.reply("555 5.5.4 Error: RCPT TO parameters not recognized")
+            return None
+        problem = address_problem(address, self.envelope.smtp_utf8, "recipient")
+        if problem is not None:
+            self.reply(problem.reply)
             return None
         return self._hook(self.handler.handle_RCPT(self, self.session, self.envelope, address, []))
 

@@ -1,11 +1,17 @@
 """smtp-server: the greylisting state shared by every node, in the compacted topic
 smtp.greylist. A thread reads the topic from its start (no consumer group: every
 node reads every partition) into the ``GreylistStore``; the store's writes go to the
-topic through the server's producer."""
+topic through the server's producer. ``sweep_forever`` tombstones the expired triplets
+now and then; every node drops a triplet when it reads its tombstone.
+
+Two nodes may sweep the same triplet: the tombstones are the same, no harm. A triplet
+seen again on node B at the very moment node A sweeps it (it had expired) may lose B's
+new entry to A's tombstone: that sender is greylisted once more, nothing worse."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 import uuid
@@ -15,7 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from core.kafka import AsyncProducer, make_consumer
 from core.logging import get_logger
 from core.settings import Settings
-from ingress.smtp.filters.greylist import GreylistStore, Triplet
+from ingress.smtp.filters.greylist import Expiry, GreylistStore, Triplet
 
 log = get_logger("smtp-server")
 
@@ -45,8 +51,26 @@ class GreylistSync:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
-    def _publish(self, key: str, entry: Triplet) -> None:
-        task = asyncio.get_running_loop().create_task(self.producer.send(self.topic, key.encode(), entry.to_bytes()))
+    async def sweep_forever(self, expiry: Expiry, interval_s: float) -> None:
+        """Tombstone the expired triplets every ``interval_s`` (jittered, so the nodes do not
+        all sweep at the same moment); runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s * random.uniform(0.5, 1.5))
+            try:
+                self.sweep(expiry)
+            except Exception as exc:  # noqa: BLE001 - the next sweep tries again; greylisting goes on
+                log.error("greylist sweep failed", topic=self.topic, error=repr(exc), exc_info=exc)
+
+    def sweep(self, expiry: Expiry, now_ms: int | None = None) -> list[str]:
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        gone = self.store.sweep(expiry, now_ms)
+        if gone:
+            log.info("greylist triplets expired", topic=self.topic, tombstoned=len(gone), left=len(self.store))
+        return gone
+
+    def _publish(self, key: str, entry: Triplet | None) -> None:
+        value = None if entry is None else entry.to_bytes()  # None: a tombstone
+        task = asyncio.get_running_loop().create_task(self.producer.send(self.topic, key.encode(), value))
         self._pending.add(task)
         task.add_done_callback(self._done)
 

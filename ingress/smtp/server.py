@@ -22,6 +22,7 @@ from ingress.smtp.auth import Authenticator
 from schemas.fast_encoder import FastEncoder
 from ingress.smtp.engine import SmtpEngine
 from ingress.smtp.filters import build_chain
+from ingress.smtp.filters.greylist import Expiry
 from ingress.smtp.greylist_kafka import GreylistSync
 from ingress.smtp.handler import GatewayHandler
 from ingress.smtp.protocol import ConnectionTracker
@@ -129,11 +130,16 @@ async def _listen(settings: Settings, producer: AsyncProducer, ready: asyncio.Ev
     greylist: GreylistSync | None = None
     if cfg.greylist.enabled:
         greylist = GreylistSync(settings, names(SMTP_GREYLIST), producer)
+    sweeper: asyncio.Task[None] | None = None
     try:
         if greylist is not None:
             await asyncio.to_thread(greylist.start)
+            sweeper = asyncio.get_running_loop().create_task(
+                greylist.sweep_forever(Expiry.of(cfg.greylist), cfg.greylist.sweep_interval_s))
         await _serve(settings, producer, greylist, ready, stop, reuse_port, names)
     finally:
+        if sweeper is not None:
+            sweeper.cancel()
         if greylist is not None:
             greylist.stop()
 

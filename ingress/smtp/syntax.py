@@ -49,3 +49,40 @@ def parse_params(text: str) -> dict[str, str | bool]:
             raise SyntaxProblem(501, "5.5.4", f"Syntax error in parameter {item[:40]!r}")
         params[name.upper()] = value if eq else True
     return params
+
+
+BODY_TYPES = ("7BIT", "8BITMIME")  # RFC 6152; BINARYMIME (RFC 3030) needs CHUNKING, not offered
+
+
+def mail_params(params: dict[str, str | bool], size_limit: int | None) -> bool:
+    """Checks the parameters of MAIL FROM (SIZE, BODY, SMTPUTF8); True when SMTPUTF8 was given.
+    Raises SyntaxProblem with the reply for a bad value or an unknown parameter."""
+    params = dict(params)
+    size, body, utf8 = params.pop("SIZE", None), params.pop("BODY", "7BIT"), params.pop("SMTPUTF8", False)
+    if not isinstance(body, str) or body.upper() not in BODY_TYPES:  # values are case-insensitive (RFC 5321 2.4)
+        raise SyntaxProblem(501, "5.5.4", "Error: BODY can only be one of 7BIT, 8BITMIME")
+    if utf8 is not True and utf8 is not False:
+        raise SyntaxProblem(501, "5.5.4", "Error: SMTPUTF8 takes no value")
+    if size is not None and (not isinstance(size, str) or not size.isdigit()):
+        raise SyntaxProblem(501, "5.5.4", "Error: SIZE needs a number")
+    if size is not None and size_limit and int(str(size)) > size_limit:
+        raise SyntaxProblem(552, "5.3.4", "Error: message size exceeds fixed maximum message size")
+    if params:
+        raise SyntaxProblem(555, "5.5.4", f"Error: MAIL FROM parameters not recognized: {' '.join(params)[:60]}")
+    return utf8
+
+
+def address_problem(address: str, smtputf8: bool, what: str) -> SyntaxProblem | None:
+    """A non-ASCII address is allowed only in a transaction that declared SMTPUTF8 (RFC 6531 3.5:
+    553 with X.6.7), and only as valid UTF-8 (the engine decodes with surrogateescape)."""
+    if address.isascii():
+        return None
+    try:
+        address.encode("utf-8")
+    except UnicodeEncodeError:
+        return SyntaxProblem(553, "5.1.3" if what == "recipient" else "5.1.7",
+                             f"Error: malformed {what} address: not valid UTF-8")
+    if not smtputf8:
+        return SyntaxProblem(553, "5.6.7", f"Error: non-ASCII {what} address not permitted without SMTPUTF8 "
+                                           "(send MAIL FROM:<...> SMTPUTF8, RFC 6531)")
+    return None

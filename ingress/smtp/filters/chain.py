@@ -69,7 +69,7 @@ def build_chain(cfg: SmtpServerSettings, greylist_store: object | None = None) -
         filters.append(RecipientVerify(cfg.domains, cfg.recipients))
     lists = cfg.lists
     if any((lists.client_allow, lists.client_deny, lists.sender_allow, lists.sender_deny,
-            lists.recipient_allow, lists.recipient_deny)):
+            lists.recipient_allow, lists.recipient_deny, lists.sender_owners)):
         filters.append(Lists(lists))
     if cfg.helo.enabled:
         filters.append(HeloCheck(cfg.helo, cfg.hostname, cfg.domains))

@@ -30,7 +30,7 @@ from ingress.smtp.filters import (
     tempfail,
 )
 from ingress.smtp.filters.dnsbl import query_name
-from ingress.smtp.filters.greylist import Greylist, GreylistStore, Triplet, triplet_key
+from ingress.smtp.filters.greylist import Expiry, Greylist, GreylistStore, Triplet, triplet_key
 from ingress.smtp.filters.helo import HeloCheck, helo_problem
 from ingress.smtp.filters.lists import AddressList, Lists
 from ingress.smtp.filters.ratelimit import RateLimit, SlidingWindow
@@ -164,6 +164,60 @@ async def test_greylist_triplets() -> None:
     key = triplet_key("192.0.2.77", "S@Outside.test", "u@example.com")
     assert key == "192.0.2.0/24|s@outside.test|u@example.com"
     assert Triplet.from_bytes(Triplet(1, None, 2).to_bytes()) == Triplet(1, None, 2)
+
+
+DAY = 86400.0
+
+
+async def test_greylist_expiry_with_an_injected_clock() -> None:
+    now = [1_000_000.0]
+    store = GreylistStore()
+    cfg = GreylistSettings(delay_s=60, retry_window_s=3600, max_age_s=35 * DAY, pending_max_age_s=DAY)
+    grey = Greylist(cfg, store, clock=lambda: now[0])
+    check = ask(Stage.RCPT, rcpt="u@example.com")
+    key = triplet_key("192.0.2.1", "s@outside.test", "u@example.com")
+    assert (await grey.check(check)).code == 451
+    now[0] += 61
+    assert (await grey.check(check)).reason.startswith("passed after")
+    now[0] += 34 * DAY  # seen within max_age: still known, and its "last" refreshed
+    assert (await grey.check(check)).reason == "known triplet"
+    now[0] += 34 * DAY
+    assert (await grey.check(check)).reason == "known triplet"
+    assert (stored := store.get(key)) is not None and stored.last_ms == int(now[0] * 1000)
+    now[0] += 35 * DAY + 1  # not seen for longer than max_age: unknown, greylisted again
+    assert (await grey.check(check)).code == 451
+    assert (stored := store.get(key)) is not None and stored.passed_ms is None
+    assert stored.first_ms == int(now[0] * 1000)
+
+
+def test_greylist_expiry_rule() -> None:
+    expiry = Expiry.of(GreylistSettings(retry_window_s=3600, max_age_s=10 * DAY, pending_max_age_s=DAY))
+    day_ms = 86_400_000
+    assert not expiry.expired(Triplet(0, 5, 10 * day_ms), 20 * day_ms)  # passed: counts from the last sighting
+    assert expiry.expired(Triplet(0, 5, 10 * day_ms), 20 * day_ms + 1)
+    assert not expiry.expired(Triplet(0, None, 0), day_ms)  # pending: counts from the first attempt
+    assert expiry.expired(Triplet(0, None, day_ms), day_ms + 1)
+    with pytest.raises(ValueError, match="pending_max_age_s .* at least greylist.retry_window_s"):
+        GreylistSettings(retry_window_s=2 * DAY, pending_max_age_s=DAY)
+    assert GreylistSettings(expiry_s=5).max_age_s == 5  # the old name still configures it
+
+
+def test_greylist_sweep_tombstones_only_the_expired() -> None:
+    published: list[tuple[str, Triplet | None]] = []
+    store = GreylistStore(lambda key, entry: published.append((key, entry)))
+    day_ms = 86_400_000
+    now = 100 * day_ms
+    store.apply("old-passed", Triplet(0, 1, now - 36 * day_ms))
+    store.apply("fresh-passed", Triplet(0, 1, now - 34 * day_ms))
+    store.apply("old-pending", Triplet(now - 2 * day_ms, None, now - 2 * day_ms))
+    store.apply("fresh-pending", Triplet(now - 60_000, None, now - 60_000))
+    expiry = Expiry.of(GreylistSettings(max_age_s=35 * DAY, pending_max_age_s=DAY))
+    assert sorted(store.sweep(expiry, now)) == ["old-passed", "old-pending"]
+    assert sorted(published) == [("old-passed", None), ("old-pending", None)]  # tombstones
+    assert store.get("old-passed") is None and store.get("fresh-passed") is not None and len(store) == 2
+    assert store.sweep(expiry, now) == [] and len(published) == 2
+    store.apply("fresh-passed", None)  # a tombstone read from the topic (another node swept it)
+    assert store.get("fresh-passed") is None
 
 
 def test_callout_cache_expires() -> None:

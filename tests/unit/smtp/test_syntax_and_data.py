@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ingress.smtp.data import DataCollector
-from ingress.smtp.syntax import SyntaxProblem, parse_params, split_path
+from ingress.smtp.syntax import SyntaxProblem, address_problem, mail_params, parse_params, split_path
 
 
 @pytest.mark.parametrize(("arg", "expected"), [
@@ -61,3 +61,34 @@ def test_data_collection(chunks: list[bytes], expected: tuple[bytes, bool, bytes
 
 def test_data_not_ended_yet() -> None:
     assert collect([b"a\r\n", b".", b"\r"]) is None
+
+
+@pytest.mark.parametrize(("params", "utf8"), [
+    ({}, False), ({"BODY": "8BITMIME"}, False), ({"BODY": "8bitmime", "SMTPUTF8": True}, True),
+    ({"BODY": "7BIT", "SIZE": "100"}, False),
+])
+def test_mail_params_taken(params: dict[str, str | bool], utf8: bool) -> None:
+    assert mail_params(params, 1000) is utf8
+
+
+@pytest.mark.parametrize(("params", "reply"), [
+    ({"BODY": "BINARYMIME"}, "501 5.5.4 Error: BODY can only be one of 7BIT, 8BITMIME"),
+    ({"BODY": True}, "501 5.5.4 Error: BODY can only be one of 7BIT, 8BITMIME"),
+    ({"SMTPUTF8": "yes"}, "501 5.5.4 Error: SMTPUTF8 takes no value"),
+    ({"SIZE": "2000"}, "552 5.3.4 Error: message size exceeds fixed maximum message size"),
+    ({"AUTH": "<>"}, "555 5.5.4 Error: MAIL FROM parameters not recognized: AUTH"),
+])
+def test_mail_params_refused(params: dict[str, str | bool], reply: str) -> None:
+    with pytest.raises(SyntaxProblem) as problem:
+        mail_params(params, 1000)
+    assert problem.value.reply == reply
+
+
+def test_non_ascii_addresses_need_smtputf8() -> None:
+    assert address_problem("a@b.test", False, "sender") is None
+    assert address_problem("用户@example.com", True, "recipient") is None
+    refused = address_problem("用户@example.com", False, "recipient")
+    assert refused is not None and refused.reply.startswith("553 5.6.7 ")
+    broken = "j\udcf6rg@b.test"  # a Latin-1 octet, as the engine decodes it (surrogateescape)
+    problem = address_problem(broken, True, "sender")
+    assert problem is not None and problem.reply.startswith("553 5.1.7 ")
