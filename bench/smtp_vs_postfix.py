@@ -12,12 +12,18 @@ and delivers it with the discard transport. Against each: Postfix's
 same warm-up run for both (the broker's JIT needs it; Postfix gets it too). Prints
 both rates, the ratio, the load before the run, and checks that mail.in holds one
 record per mail sent. The target of issue #4: mailgate >= 2x Postfix.
+
+Also printed: CPU milliseconds per mail of each side's processes during the timed
+run (from /proc: user + system time, children reaped included): mailgate's
+smtp-server and the Kafka broker, Postfix's master and every daemon under it, and
+smtp-source for both. On 2 shared cores the rate follows the sum.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -95,12 +101,34 @@ def tool(name: str) -> str:
     return path
 
 
+def cpu_s(pid: int) -> float:
+    """User + system seconds of ``pid``, its reaped children, and its living descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += cpu_s(int(child))
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return total
+
+
+def cpu_of(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_s(pid) for name, pid in pids.items()}
+
+
 def smtp_source(port: int, args: argparse.Namespace) -> float:
     cmd = [tool("smtp-source"), "-s", str(args.sessions), "-m", str(args.messages), "-l", str(args.size),
            "-f", "bench@outside.test", "-t", "rcpt@example.com", f"127.0.0.1:{port}"]
     began = time.monotonic()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     run = subprocess.run(cmd, capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    args.source_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     if run.returncode != 0 or run.stderr.strip():
         print(f"  smtp-source said: {(run.stdout + run.stderr).strip()[:500]}")
     return elapsed
@@ -127,7 +155,10 @@ def mailgate_run(tmp: Path, args: argparse.Namespace) -> tuple[float, int]:
         print(f"mailgate smtp-server x{args.listeners}: smtp-source -s {args.sessions} -m {args.messages} "
               f"-l {args.size} ...", flush=True)
         before = topic_sizes(settings)[prefix + "mail.in"][1]
+        pids = {"smtp-server": proc.pid, "Kafka broker": broker.pid() or 0}
+        cpu0 = cpu_of(pids)
         elapsed = smtp_source(port, args)
+        args.cpu["mailgate"] = {k: v - cpu0[k] for k, v in cpu_of(pids).items()} | {"smtp-source": args.source_cpu}
         return elapsed, topic_sizes(settings)[prefix + "mail.in"][1] - before
     finally:
         if proc is not None:
@@ -154,7 +185,12 @@ def postfix_run(tmp: Path, args: argparse.Namespace) -> float:
         wait_listening("127.0.0.1", port)
         smtp_source(port, argparse.Namespace(**{**vars(args), "messages": args.warmup}))  # the same warm-up
         print("Postfix (disk queue, discard transport): the same smtp-source run ...", flush=True)
-        return smtp_source(port, args)
+        pids = {"Postfix master + daemons": int((queue / "pid" / "master.pid").read_text().split()[0])}
+        cpu0 = cpu_of(pids)
+        elapsed = smtp_source(port, args)
+        time.sleep(2)  # the queue manager and discard finish what was accepted; their CPU counts too
+        args.cpu["Postfix"] = {k: v - cpu0[k] for k, v in cpu_of(pids).items()} | {"smtp-source": args.source_cpu}
+        return elapsed
     finally:
         subprocess.run([postfix, "-c", str(conf), "stop"], check=False, capture_output=True)
         time.sleep(1)
@@ -172,6 +208,7 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra setting for mailgate, e.g. MAILGATE_KAFKA__LINGER_MS=1")
     args = parser.parse_args()
+    args.cpu = {}
     load = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
     tmp.chmod(0o755)  # Postfix's daemons run as postfix
@@ -189,6 +226,9 @@ def main() -> None:
         print(f"{'Postfix (queue on disk, discard transport)':<52} {pf:>8.2f} {n / pf:>9.0f}")
         print(f"ratio mailgate / Postfix: {pf / mg:.2f}")
     print(f"records in mail.in: {in_queue} (sent: {n})")
+    for side, parts in args.cpu.items():
+        print(f"CPU ms per mail, {side}: " + ", ".join(f"{k} {1000 * v / n:.2f}" for k, v in parts.items())
+              + f"; total {1000 * sum(parts.values()) / n:.2f}")
     if in_queue != n:
         sys.exit("mail.in does not hold exactly one record per mail sent")
 
