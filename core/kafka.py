@@ -102,6 +102,11 @@ class AsyncProducer:
         self._timeout = settings.kafka.produce_timeout_s
         self._closing = threading.Event()
         self._fatal: KafkaError | None = None
+        # Delivery reports of one poll() are handed to their loops in one call each: one wake-up
+        # (a write(2) to the loop's self-pipe) per acknowledged batch, not one per record.
+        self._reports: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Message], KafkaError | None,
+                                  Message, str]] = []
+        self._reports_lock = threading.Lock()
         self._poller = threading.Thread(target=self._poll_loop, name=f"kafka-poll-{client_id}", daemon=True)
         self._poller.start()
 
@@ -112,14 +117,29 @@ class AsyncProducer:
     def _poll_loop(self) -> None:
         while not self._closing.is_set():
             self._producer.poll(0.05)
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        with self._reports_lock:
+            reports, self._reports = self._reports, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Message], KafkaError | None,
+                                                             Message, str]]] = {}
+        for loop, done, err, msg, topic in reports:
+            by_loop.setdefault(loop, []).append((done, err, msg, topic))
+        for loop, batch in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, batch)
+            except RuntimeError:  # that loop is closed: nobody awaits these any more
+                pass
 
     async def send(self, topic: str, key: bytes | str, value: bytes | None, headers: Headers = ()) -> Message:
         # value None: a tombstone (compacted topics forget the key)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Message] = loop.create_future()
 
-        def report(err: KafkaError | None, msg: Message) -> None:
-            loop.call_soon_threadsafe(_settle, done, err, msg, topic)
+        def report(err: KafkaError | None, msg: Message) -> None:  # in poll() or flush(), another thread
+            with self._reports_lock:
+                self._reports.append((loop, done, err, msg, topic))
 
         if self._fatal is not None:
             raise KafkaUnavailable(self._fatal, f"producer for {topic} is broken")
@@ -133,13 +153,21 @@ class AsyncProducer:
         return await asyncio.wait_for(done, self._timeout + 5)
 
     def flush(self, timeout: float = 10.0) -> int:
-        return self._producer.flush(timeout)
+        left = self._producer.flush(timeout)
+        self._hand_over()
+        return left
 
     def close(self, timeout: float = 10.0) -> int:
-        left = self._producer.flush(timeout)
+        left = self.flush(timeout)
         self._closing.set()
         self._poller.join(timeout=1)
+        self._hand_over()
         return left
+
+
+def _settle_all(batch: list[tuple[asyncio.Future[Message], KafkaError | None, Message, str]]) -> None:
+    for done, err, msg, topic in batch:
+        _settle(done, err, msg, topic)
 
 
 def _settle(done: asyncio.Future[Message], err: KafkaError | None, msg: Message, topic: str) -> None:
