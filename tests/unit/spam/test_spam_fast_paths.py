@@ -191,5 +191,5 @@ def test_classifier_memo_is_bounded_and_refilled(monkeypatch: pytest.MonkeyPatch
     expected = c.classify(second).best
     monkeypatch.setattr(classifier, "MEMO_LIMIT", 50)
     mixed = first + second[:10]  # some memoised, some not, and the memo past its limit
-    assert c.classify(mixed).best == reference_classify(c, mixed)[1] and len(c._rows) == len(mixed)
+    assert c.classify(mixed).best == reference_classify(c, mixed)[1] and len(c._memo) == len(mixed)
     assert c.classify(second).best == expected
