@@ -14,7 +14,6 @@ expired pattern is unlearned.
 
 from __future__ import annotations
 
-import heapq
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -34,6 +33,7 @@ Clue = tuple[float, float, float, int]  # (strength |p-0.5|, ln p, ln(1-p), toke
 _RECEIVED_DOTTED_RE = re.compile(r"(?<![a-z0-9.-])[a-z0-9-]*+\.[a-z0-9.-]*")
 MEMO_LIMIT = 1_000_000  # tokens memoised at most
 _HALF_ULP = 2.0**-54  # a term below this share of a sum rounds away when added to it
+_TINY = 2.0**-60  # 1.0 - x is 1.0 for x below 2**-54; this leaves room for the bound's rounding
 _WORD_LENGTHS = frozenset(range(3, 13))  # body words of these lengths are tokens as they are
 _DIGITS_RE = re.compile(r"\d")
 
@@ -143,7 +143,7 @@ class Verdict:
         # ln p > ln(1-p): p > 0.5; the side is picked first, so only its clues are sorted
         spammy = self.prob >= 0.5
         side = [c for c in self.used if (c[1] > c[2]) == spammy]
-        return side[:limit] if self.ordered else heapq.nlargest(limit, side)
+        return side[:limit] if self.ordered else sorted(side, reverse=True)[:limit]
 
 
 def chi2q(x2: float, v: int) -> float:
@@ -156,6 +156,16 @@ def chi2q(x2: float, v: int) -> float:
             break
         total += term
     return min(total, 1.0)
+
+
+def one_minus_chi2q(x2: float, v: int) -> float:
+    """``1.0 - chi2q(x2, v)``, without its sum when that is surely below 2**-55 (so 1.0 - it is 1.0):
+    the terms grow while i < m, so with m past v/2 the sum is at most v/2 times its last term."""
+    m = x2 / 2.0
+    k = v // 2
+    if m > k and k * math.exp(-m + (k - 1) * math.log(m) - math.lgamma(k)) < _TINY:
+        return 1.0
+    return 1.0 - chi2q(x2, v)
 
 
 class TokenClassifier:
@@ -216,9 +226,9 @@ class TokenClassifier:
             return Verdict(0.5)
         ordered = len(used) > self.max_tokens
         if ordered:  # the most decisive max_tokens, by (strength, ln p, ln(1-p), token) as tuples compare
-            used = heapq.nlargest(self.max_tokens, used)
+            used = sorted(used, reverse=True)[: self.max_tokens]  # in C: beats heapq.nlargest here
         # else all are used, and fsum (exactly rounded) does not depend on their order
         n = len(used)
-        hamminess = 1.0 - chi2q(-2.0 * math.fsum(map(itemgetter(1), used)), 2 * n)
-        spamminess = 1.0 - chi2q(-2.0 * math.fsum(map(itemgetter(2), used)), 2 * n)
+        hamminess = one_minus_chi2q(-2.0 * math.fsum(map(itemgetter(1), used)), 2 * n)
+        spamminess = one_minus_chi2q(-2.0 * math.fsum(map(itemgetter(2), used)), 2 * n)
         return Verdict((spamminess - hamminess + 1.0) / 2.0, used, tokens, ordered)

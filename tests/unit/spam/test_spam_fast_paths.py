@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from streams.spam import classifier, mime, normalize
+from streams.spam import classifier, fingerprint, mime, normalize
 from streams.spam.classifier import Clue, TokenClassifier, chi2q
 from streams.spam.fingerprint import BINS, shingles, signature, similarity, token_hash
 from streams.spam.lsh import SignatureIndex
@@ -180,6 +180,23 @@ def test_chi2q_stops_early_only_where_the_rest_cannot_change_the_sum(x2: float) 
         term *= m / i
         total += term
     assert chi2q(x2, 300) == min(total, 1.0)
+
+
+@pytest.mark.parametrize("v", [2, 10, 100, 300])
+def test_one_minus_chi2q_skips_the_sum_only_where_it_rounds_away(v: int) -> None:
+    for x2 in [0.0, 0.1, 1.0, 5.0, 50.0, v * 0.9, v * 1.1, v + 40.0, 2.0 * v, 5.0 * v, 1e4]:
+        assert classifier.one_minus_chi2q(x2, v) == 1.0 - chi2q(x2, v)
+
+
+@pytest.mark.parametrize("text", ["", "plain words here", " ..lead trail.. (x) a.b. ...", "don't $0.00 e-mail --",
+                                  "a\x1cb\x1fc\x85d\u3000e\u2028f\xa0g", "\"'()[]{}<>.,;:!?*|`~^+=/\\_#&@%-",
+                                  "x-.-y .-z-. caf\u00e9! \u65e5\u672c\u8a9e", "a\tb\nc\rd\x0be\x0cf"])
+def test_words_are_the_split_words_with_edges_stripped(text: str) -> None:
+    folded = re.sub("[1-9]", "0", text)
+    if not folded.isascii():
+        folded = fingerprint._CJK_RE.sub(r" \g<0> ", folded)
+    expected = [w.strip(fingerprint._EDGES) for w in folded.split()]
+    assert fingerprint.words(text) == [w for w in expected if w]
 
 
 def test_classifier_memo_is_bounded_and_refilled(monkeypatch: pytest.MonkeyPatch) -> None:
