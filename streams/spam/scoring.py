@@ -227,8 +227,8 @@ def _classifier_reason(verdict: Verdict, f: Features) -> str:
 
 def clear_caches() -> None:
     """Empty the process-wide memo caches (URL forms, addresses, content types), as in a fresh process."""
-    for cached in (normalize_url, url_skeleton, registrable_domain, normalize._parseaddr, classifier._received_token,
-                   mime._content_type_of):
+    for cached in (normalize_url, url_skeleton, url_host, registrable_domain, normalize._parseaddr,
+                   classifier._received_token, mime._content_type_of):
         cached.cache_clear()
 
 
