@@ -101,12 +101,12 @@ def tokenize(ex: Extracted, subject_words: list[str], body_words: list[str], bod
              mail_from: str = "", rcpt_to: Sequence[str] = (), use_headers: bool = True) -> tuple[list[str], list[int]]:
     """The unique tokens of one mail and their hashes (body words as ``fingerprint.words``
     cuts them, with ``body_hashes`` their hashes, so that no word is hashed twice)."""
-    # each word once, in order of first use; keyed by the word, whose str hash is cached (a word has one hash)
-    unique = dict(zip(body_words, body_hashes))
-    lengths = list(map(len, unique))
-    tokens = dict(compress(zip(unique.values(), unique), map(_WORD_LENGTHS.__contains__, lengths)))  # no bytecode per word
+    # each word once, in order of first use; keyed by its hash (an int: cheaper to key by than the str)
+    unique = dict(zip(body_hashes, body_words))
+    lengths = list(map(len, unique.values()))
+    tokens = dict(compress(unique.items(), map(_WORD_LENGTHS.__contains__, lengths)))  # no bytecode per word
     extra = ["s:" + w for w in subject_words]
-    extra += [f"skip:{w[0]}{len(w) // 10}" for w in compress(unique, map(gt, lengths, repeat(12)))]
+    extra += [f"skip:{w[0]}{len(w) // 10}" for w in compress(unique.values(), map(gt, lengths, repeat(12)))]
     for url in ex.urls:
         host = url_host(url)
         extra += ["url:" + host, "url-dom:" + registrable_domain(host)]
