@@ -21,9 +21,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_tz
 from functools import lru_cache
 from itertools import compress, repeat
-from operator import gt, is_, neg
-
-import numpy as np
+from operator import gt, is_, itemgetter
 
 from streams.spam.fingerprint import token_hashes
 from streams.spam.normalize import Extracted, registrable_domain, url_host
@@ -34,8 +32,8 @@ Clue = tuple[float, float, float, int]  # (strength |p-0.5|, ln p, ln(1-p), toke
 # run starts, without backtracking (that one retried every position of a run without a dot)
 _RECEIVED_DOTTED_RE = re.compile(r"(?<![a-z0-9.-])[a-z0-9-]*+\.[a-z0-9.-]*")
 MEMO_LIMIT = 1_000_000  # tokens memoised at most
-_FEW_TOKENS = 32  # fewer new tokens than this: memoised one by one
 _HALF_ULP = 2.0**-54  # a term below this share of a sum rounds away when added to it
+_TINY = 2.0**-60  # 1.0 - x is 1.0 for x below 2**-54; this leaves room for the bound's rounding
 _WORD_LENGTHS = frozenset(range(3, 13))  # body words of these lengths are tokens as they are
 _DIGITS_RE = re.compile(r"\d")
 
@@ -103,12 +101,12 @@ def tokenize(ex: Extracted, subject_words: list[str], body_words: list[str], bod
              mail_from: str = "", rcpt_to: Sequence[str] = (), use_headers: bool = True) -> tuple[list[str], list[int]]:
     """The unique tokens of one mail and their hashes (body words as ``fingerprint.words``
     cuts them, with ``body_hashes`` their hashes, so that no word is hashed twice)."""
-    # each word once, in order of first use; keyed by the word, whose str hash is cached (a word has one hash)
-    unique = dict(zip(body_words, body_hashes))
-    lengths = list(map(len, unique))
-    tokens = dict(compress(zip(unique.values(), unique), map(_WORD_LENGTHS.__contains__, lengths)))  # no bytecode per word
+    # each word once, in order of first use; keyed by its hash (an int: cheaper to key by than the str)
+    unique = dict(zip(body_hashes, body_words))
+    lengths = list(map(len, unique.values()))
+    tokens = dict(compress(unique.items(), map(_WORD_LENGTHS.__contains__, lengths)))  # no bytecode per word
     extra = ["s:" + w for w in subject_words]
-    extra += [f"skip:{w[0]}{len(w) // 10}" for w in compress(unique, map(gt, lengths, repeat(12)))]
+    extra += [f"skip:{w[0]}{len(w) // 10}" for w in compress(unique.values(), map(gt, lengths, repeat(12)))]
     for url in ex.urls:
         host = url_host(url)
         extra += ["url:" + host, "url-dom:" + registrable_domain(host)]
@@ -121,41 +119,31 @@ def tokenize(ex: Extracted, subject_words: list[str], body_words: list[str], bod
 @dataclass(frozen=True, slots=True)
 class Verdict:
     prob: float
-    table: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))  # strength, ln p, ln(1-p) of each token used
-    tokens: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))  # ... and its hash
-    positions: np.ndarray = field(default_factory=lambda: np.empty(0, np.intp))  # ... and its place in the input
-    ordered: bool = True  # rows most decisive first; else in input order (all were used: sorted only when asked)
+    used: list[Clue] = field(default_factory=list)  # (strength, ln p, ln(1-p), token) of each token used
+    tokens: Sequence[int] = ()  # the list given to ``classify`` (for ``clue_positions``)
+    ordered: bool = True  # ``used`` most decisive first; else in input order (all were used: sorted only when asked)
 
     @property
     def best(self) -> list[Clue]:
         """The tokens used, most decisive first, as (strength, ln p, ln(1-p), token hash)."""
-        rows = self._sorted(np.arange(len(self.tokens)))
-        return [(*row, tok) for row, tok in zip(self.table[rows].tolist(), self.tokens[rows].tolist())]
+        return self.used if self.ordered else sorted(self.used, reverse=True)
 
     def clues(self, limit: int | None = None) -> list[tuple[float, int]]:
         """(token probability, token hash), most decisive first; with ``limit``, only as many
         as that of those that speak for the verdict (spam when prob >= 0.5, else ham)."""
-        rows = self._clue_rows(limit)
-        return list(zip(map(math.exp, self.table[rows, 1].tolist()), self.tokens[rows].tolist()))
+        return [(math.exp(c[1]), c[3]) for c in self._clues(limit)]
 
     def clue_positions(self, limit: int | None = None) -> list[tuple[float, int]]:
         """``clues`` with each token's place in the list given to ``classify`` instead of its hash."""
-        rows = self._clue_rows(limit)
-        return list(zip(map(math.exp, self.table[rows, 1].tolist()), self.positions[rows].tolist()))
+        return [(math.exp(c[1]), self.tokens.index(c[3])) for c in self._clues(limit)]
 
-    def _clue_rows(self, limit: int | None) -> np.ndarray:
+    def _clues(self, limit: int | None) -> list[Clue]:
         if limit is None:
-            return self._sorted(np.arange(len(self.tokens)))
-        # ln p > ln(1-p): p > 0.5; the side is picked first, so only its rows are sorted
-        side = np.flatnonzero((self.table[:, 1] > self.table[:, 2]) == (self.prob >= 0.5))
-        return self._sorted(side)[:limit]
-
-    def _sorted(self, rows: np.ndarray) -> np.ndarray:
-        """``rows`` most decisive first, by (strength, ln p, ln(1-p), token) as tuples compare."""
-        if self.ordered:
-            return rows
-        t = self.table[rows]
-        return rows[np.lexsort((self.tokens[rows], t[:, 2], t[:, 1], t[:, 0]))[::-1]]
+            return self.best
+        # ln p > ln(1-p): p > 0.5; the side is picked first, so only its clues are sorted
+        spammy = self.prob >= 0.5
+        side = [c for c in self.used if (c[1] > c[2]) == spammy]
+        return side[:limit] if self.ordered else sorted(side, reverse=True)[:limit]
 
 
 def chi2q(x2: float, v: int) -> float:
@@ -170,6 +158,16 @@ def chi2q(x2: float, v: int) -> float:
     return min(total, 1.0)
 
 
+def one_minus_chi2q(x2: float, v: int) -> float:
+    """``1.0 - chi2q(x2, v)``, without its sum when that is surely below 2**-55 (so 1.0 - it is 1.0):
+    the terms grow while i < m, so with m past v/2 the sum is at most v/2 times its last term."""
+    m = x2 / 2.0
+    k = v // 2
+    if m > k and k * math.exp(-m + (k - 1) * math.log(m) - math.lgamma(k)) < _TINY:
+        return 1.0
+    return 1.0 - chi2q(x2, v)
+
+
 class TokenClassifier:
     """Token counts per class; probabilities are memoised until the counts change."""
 
@@ -180,16 +178,12 @@ class TokenClassifier:
         self.nspam = self.nham = 0
         self.strength, self.unknown_prob = strength, unknown_prob
         self.max_tokens, self.min_strength = max_tokens, min_strength
-        # the memo: token -> its row in the clue arrays, -1 when it says too little
-        self._rows: dict[int, int] = {}
-        self._table = np.empty((1024, 3))  # strength, ln p, ln(1-p)
-        self._tokens = np.empty(1024, np.uint64)
-        self._used = 0  # rows
+        # the memo: token -> its clue, or () when it says too little
+        self._memo: dict[int, Clue | tuple[()]] = {}
 
     def _forget(self) -> None:
         """Empty the memo (the counts changed)."""
-        self._rows.clear()
-        self._used = 0
+        self._memo.clear()
 
     def learn(self, tokens: Iterable[int], is_spam: bool, weight: int = 1) -> None:
         """Count one mail's tokens for its class; weight -1 unlearns it."""
@@ -218,58 +212,23 @@ class TokenClassifier:
         dist = abs(p - 0.5)
         return None if dist < self.min_strength else (dist, math.log(p), math.log1p(-p), tok)
 
-    def _memoise(self, tokens: list[int]) -> None:
-        """``_token`` of each token into the memo; many at once as arrays (the same IEEE
-        operations, so the same numbers), a few one by one (numpy's calls cost more then)."""
-        if len(tokens) < _FEW_TOKENS:
-            clues = [c for c in map(self._token, tokens) if c is not None]
-            kept = [c[3] for c in clues]
-            table = np.array([c[:3] for c in clues]).reshape(-1, 3)
-        else:
-            spam = np.fromiter(map(self.spam.get, tokens, repeat(0)), np.float64, len(tokens))
-            ham = np.fromiter(map(self.ham.get, tokens, repeat(0)), np.float64, len(tokens))
-            n = spam + ham
-            sr, hr = spam / max(self.nspam, 1), ham / max(self.nham, 1)
-            with np.errstate(divide="ignore", invalid="ignore"):  # tokens never counted: 0/0, left out below
-                p = (self.strength * self.unknown_prob + n * sr / (sr + hr)) / (self.strength + n)
-            dist = np.abs(p - 0.5)
-            keep = np.flatnonzero((n > 0) & (dist >= self.min_strength))
-            kept = list(map(tokens.__getitem__, keep.tolist()))
-            p = p[keep].tolist()
-            table = np.array([dist[keep].tolist(), list(map(math.log, p)), list(map(math.log1p, map(neg, p)))]).T
-        self._append(tokens, kept, table)
-
-    def _append(self, tokens: list[int], kept: list[int], table: np.ndarray) -> None:
-        """Memoise ``tokens``: ``kept`` (those that say enough) with their rows of ``table``, the rest as -1."""
-        first = self._used
-        self._used += len(kept)
-        while self._used > len(self._tokens):
-            self._table = np.concatenate((self._table, np.empty_like(self._table)))
-            self._tokens = np.concatenate((self._tokens, np.empty_like(self._tokens)))
-        self._table[first : first + len(kept)] = table
-        self._tokens[first : first + len(kept)] = kept
-        self._rows.update(zip(tokens, repeat(-1)))
-        self._rows.update(zip(kept, range(first, first + len(kept))))
-
     def classify(self, tokens: list[int]) -> Verdict:
-        if len(self._rows) > MEMO_LIMIT:  # unknown tokens are memoised too: bound it
-            self._forget()
-        rows = list(map(self._rows.get, tokens))  # None: not memoised yet
-        if None in rows:
-            self._memoise(list(compress(tokens, map(is_, rows, repeat(None)))))
-            rows = list(map(self._rows.get, tokens))
-        index = np.array(rows, dtype=np.intp)
-        positions = np.flatnonzero(index >= 0)
-        if not len(positions):
+        memo = self._memo
+        if len(memo) > MEMO_LIMIT:  # unknown tokens are memoised too: bound it
+            memo.clear()
+        found = list(map(memo.get, tokens))  # None: not memoised yet
+        if None in found:
+            for at in compress(range(len(found)), map(is_, found, repeat(None))):
+                tok = tokens[at]
+                found[at] = memo[tok] = self._token(tok) or ()
+        used: list[Clue] = list(filter(None, found))  # type: ignore[arg-type]  # () left out
+        if not used:
             return Verdict(0.5)
-        index = index[positions]
-        table, toks = self._table[index], self._tokens[index]
-        ordered = len(positions) > self.max_tokens
+        ordered = len(used) > self.max_tokens
         if ordered:  # the most decisive max_tokens, by (strength, ln p, ln(1-p), token) as tuples compare
-            order = np.lexsort((toks, table[:, 2], table[:, 1], table[:, 0]))[::-1][: self.max_tokens]
-            table, toks, positions = table[order], toks[order], positions[order]
+            used = sorted(used, reverse=True)[: self.max_tokens]  # in C: beats heapq.nlargest here
         # else all are used, and fsum (exactly rounded) does not depend on their order
-        n = len(toks)
-        hamminess = 1.0 - chi2q(-2.0 * math.fsum(table[:, 1].tolist()), 2 * n)
-        spamminess = 1.0 - chi2q(-2.0 * math.fsum(table[:, 2].tolist()), 2 * n)
-        return Verdict((spamminess - hamminess + 1.0) / 2.0, table, toks, positions, ordered)
+        n = len(used)
+        hamminess = one_minus_chi2q(-2.0 * math.fsum(map(itemgetter(1), used)), 2 * n)
+        spamminess = one_minus_chi2q(-2.0 * math.fsum(map(itemgetter(2), used)), 2 * n)
+        return Verdict((spamminess - hamminess + 1.0) / 2.0, used, tokens, ordered)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import heapq
 from array import array
+from collections import Counter
+from itertools import chain, repeat
 from operator import itemgetter
 
 import numpy as np
@@ -56,11 +58,8 @@ class SignatureIndex:
 
     def candidates(self, sig: Signature, limit: int) -> list[tuple[str, float]]:
         """(key, similarity) of at most ``limit`` indexed signatures, those sharing most bands."""
-        shared: dict[str, int] = {}
-        get = shared.get
-        for band, bucket_key in zip(self._bands, band_keys(sig)):
-            for key in band.get(bucket_key, ()):
-                shared[key] = get(key, 0) + 1
+        # the bands' buckets counted in C (Counter's update), keys in order of first sight
+        shared: dict[str, int] = Counter(chain.from_iterable(map(dict.get, self._bands, band_keys(sig), repeat(()))))
         if not shared:
             return []
         if len(shared) > limit:

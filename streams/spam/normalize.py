@@ -252,7 +252,9 @@ def _simple_query(query: str | None) -> str:
     return "?" + "&".join(f"{k}={v}" for k, v in pairs) if pairs else ""
 
 
+@lru_cache(maxsize=8192)
 def url_host(normalized: str) -> str:
+    """The host of a normalised URL; memoised: tokens, domains and anomalies each ask (24 times a mail)."""
     return normalized.split("/", 1)[0].split("?", 1)[0].rsplit(":", 1)[0] if normalized else ""
 
 
@@ -292,16 +294,22 @@ def decode_words(value: str) -> str:
 
 
 def raw_headers(fields: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    """Header values as sent (unfolded), by lower-cased name; cheap: no header parsing."""
+    """Header values as sent, still folded (``unfold`` the few that are read), by lower-cased name;
+    cheap: no header parsing."""
     out: dict[str, list[str]] = {}
     for name, value in fields:
-        out.setdefault(name.lower(), []).append((_FOLD_RE.sub(" ", value) if "\n" in value else value).strip())
+        out.setdefault(name.lower(), []).append(value)
     return out
+
+
+def unfold(value: str) -> str:
+    """A header value on one line, blanks around it off."""
+    return (_FOLD_RE.sub(" ", value) if "\n" in value else value).strip()
 
 
 def _first(headers: dict[str, list[str]], name: str) -> str:
     values = headers.get(name)
-    return decode_words(values[0]) if values else ""
+    return decode_words(unfold(values[0])) if values else ""
 
 
 @lru_cache(maxsize=4096)
@@ -316,7 +324,7 @@ def _address(value: str) -> str:
 
 def header_facts(headers: dict[str, list[str]]) -> HeaderFacts:
     from_name, from_addr = _parseaddr(_first(headers, "from"))
-    recipients = headers.get("to", []) + headers.get("cc", [])
+    recipients = list(map(unfold, headers.get("to", []) + headers.get("cc", [])))
     return HeaderFacts(
         names=list(headers),
         from_addr=from_addr.lower(),
@@ -328,7 +336,7 @@ def header_facts(headers: dict[str, list[str]]) -> HeaderFacts:
         date=_first(headers, "date"),
         to_count=sum(v.count("@") for v in recipients),  # a count, cheaply: quoted @s are rare
         to=" ".join(recipients)[:MAX_HEADER_CHARS].lower(),
-        received=[v[:300].lower() for v in headers.get("received", [])[:12]],
+        received=[unfold(v)[:300].lower() for v in headers.get("received", [])[:12]],
     )
 
 

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.spam import classifier, fingerprint, mime, normalize
+from streams.spam import classifier, mime, normalize
 from streams.spam.classifier import TokenClassifier, Verdict, tokenize
 from streams.spam.fingerprint import (
     attachment_hashes,
@@ -226,10 +226,9 @@ def _classifier_reason(verdict: Verdict, f: Features) -> str:
 
 
 def clear_caches() -> None:
-    """Empty the process-wide memo caches (token hashes, URL forms), as in a fresh process."""
-    fingerprint.clear_cache()
-    for cached in (normalize_url, url_skeleton, registrable_domain, normalize._parseaddr, classifier._received_token,
-                   mime._content_type_of):
+    """Empty the process-wide memo caches (URL forms, addresses, content types), as in a fresh process."""
+    for cached in (normalize_url, url_skeleton, url_host, registrable_domain, normalize._parseaddr,
+                   classifier._received_token, mime._content_type_of):
         cached.cache_clear()
 
 

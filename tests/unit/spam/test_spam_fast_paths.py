@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from streams.spam import classifier, mime, normalize
+from streams.spam import classifier, fingerprint, mime, normalize
 from streams.spam.classifier import Clue, TokenClassifier, chi2q
 from streams.spam.fingerprint import BINS, shingles, signature, similarity, token_hash
 from streams.spam.lsh import SignatureIndex
@@ -61,11 +61,12 @@ def test_shingles_are_the_three_word_xor_shift() -> None:
 
 
 def test_a_known_mail_keeps_its_signature() -> None:
-    # pinned (computed with the first, pure-Python MinHash): a change here invalidates every stored pattern
+    # pinned (XXH3 word hashes; the MinHash checked against the first, pure-Python one above): a change here
+    # invalidates every stored pattern
     words = [token_hash(w) for w in ("cheap meds online order today and save more money " * 3).split()]
     sig = signature(shingles([token_hash("offer")], words, ["example.com/buy?id=1"]), 12)
     assert sig is not None
-    assert blake2b(sig.tobytes(), digest_size=8).hexdigest() == "2dcd7f2a8df1b7a5"
+    assert blake2b(sig.tobytes(), digest_size=8).hexdigest() == "f5ead6acdb54eb67"
 
 
 def reference_classify(c: TokenClassifier, tokens: list[int]) -> tuple[float, list[Clue]]:
@@ -181,6 +182,23 @@ def test_chi2q_stops_early_only_where_the_rest_cannot_change_the_sum(x2: float) 
     assert chi2q(x2, 300) == min(total, 1.0)
 
 
+@pytest.mark.parametrize("v", [2, 10, 100, 300])
+def test_one_minus_chi2q_skips_the_sum_only_where_it_rounds_away(v: int) -> None:
+    for x2 in [0.0, 0.1, 1.0, 5.0, 50.0, v * 0.9, v * 1.1, v + 40.0, 2.0 * v, 5.0 * v, 1e4]:
+        assert classifier.one_minus_chi2q(x2, v) == 1.0 - chi2q(x2, v)
+
+
+@pytest.mark.parametrize("text", ["", "plain words here", " ..lead trail.. (x) a.b. ...", "don't $0.00 e-mail --",
+                                  "a\x1cb\x1fc\x85d\u3000e\u2028f\xa0g", "\"'()[]{}<>.,;:!?*|`~^+=/\\_#&@%-",
+                                  "x-.-y .-z-. caf\u00e9! \u65e5\u672c\u8a9e", "a\tb\nc\rd\x0be\x0cf"])
+def test_words_are_the_split_words_with_edges_stripped(text: str) -> None:
+    folded = re.sub("[1-9]", "0", text)
+    if not folded.isascii():
+        folded = fingerprint._CJK_RE.sub(r" \g<0> ", folded)
+    expected = [w.strip(fingerprint._EDGES) for w in folded.split()]
+    assert fingerprint.words(text) == [w for w in expected if w]
+
+
 def test_classifier_memo_is_bounded_and_refilled(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(9)
     c = TokenClassifier()
@@ -191,5 +209,5 @@ def test_classifier_memo_is_bounded_and_refilled(monkeypatch: pytest.MonkeyPatch
     expected = c.classify(second).best
     monkeypatch.setattr(classifier, "MEMO_LIMIT", 50)
     mixed = first + second[:10]  # some memoised, some not, and the memo past its limit
-    assert c.classify(mixed).best == reference_classify(c, mixed)[1] and len(c._rows) == len(mixed)
+    assert c.classify(mixed).best == reference_classify(c, mixed)[1] and len(c._memo) == len(mixed)
     assert c.classify(second).best == expected

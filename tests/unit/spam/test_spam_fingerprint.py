@@ -16,6 +16,7 @@ from streams.spam.fingerprint import (
     signature_from_bytes,
     similarity,
     token_hash,
+    token_hashes,
 )
 from streams.spam.normalize import Attachment
 from streams.spam.patterns import PatternStore
@@ -32,9 +33,10 @@ def sig_of(raw: bytes) -> tuple[int, ...]:
 
 
 def test_token_hash_is_stable_across_processes_and_versions() -> None:
-    # BLAKE2b, not Python's salted hash(): these values are stored in Kafka and compared on every node
-    assert token_hash("spam") == 12534991609212061613
-    assert token_hash("\x01url example.com") == 10867176479747756177
+    # XXH3 of the UTF-8, not Python's salted hash(): these values are stored in Kafka and compared on every node
+    assert token_hash("spam") == 13252761902675072545
+    assert token_hash("\x01url example.com") == 16450243267810565953
+    assert token_hashes(["spam", "\ud800x"]) == [13252761902675072545, token_hash("\ud800x")]  # a lone surrogate too
 
 
 def test_signature_of_identical_sets_is_identical_and_of_disjoint_sets_differs() -> None:

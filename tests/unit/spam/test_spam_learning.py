@@ -124,7 +124,10 @@ def test_classifier_learns_from_patterns_and_unlearns_exactly() -> None:
                                sender=f"dev{n}@example.org"), "ham", mail_id=f"h{n}"))
     assert node.classifier_ready
     fresh = node.score(mail("pharmacy discount", "cheap viagra pills from our pharmacy, discount offer today"))
-    assert fresh.parts["classifier"] > 0.9 and "viagra" in " ".join(fresh.reasons)
+    # the reason names spam words of the reports (which 5 of the equally strong ones: the token hashes decide)
+    clues = " ".join(fresh.reasons)
+    assert fresh.parts["classifier"] > 0.9 and sum(f"'{w}'" in clues for w in ("viagra", "cheap", "pills", "discount",
+                                                                               "pharmacy", "offer")) >= 3
     ham = node.score(mail("build", "the arm runner build failed again, see the log", sender="dev9@example.org"))
     assert ham.parts["classifier"] < 0.1
 
