@@ -35,13 +35,13 @@ ROOT = Path(__file__).resolve().parents[3]
 class SpamFilterProcess:
     """One run of `mailgate service spam-filter`, with /metrics on a port of its own."""
 
-    def __init__(self, broker: Broker, settings: Settings, log: Path) -> None:
+    def __init__(self, broker: Broker, settings: Settings, log: Path, **extra: str) -> None:
         self.metrics_port = free_port()
         outside = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
         env = {**outside, "MAILGATE_HOME": str(settings.home),
                "MAILGATE_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
                "MAILGATE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix, "MAILGATE_KAFKA__PARTITIONS": "2",
-               "MAILGATE_LOG_LEVEL": "info", "MAILGATE_CONTROL__METRICS_PORT": str(self.metrics_port)}
+               "MAILGATE_LOG_LEVEL": "info", "MAILGATE_CONTROL__METRICS_PORT": str(self.metrics_port), **extra}
         self.log = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "control.cli", "service", "spam-filter"], env=env,
