@@ -89,6 +89,10 @@ def faust_broker_url(settings: Settings) -> str:
     return ";".join(f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(","))
 
 
+# A delivery report: the send's future, the error (None: acknowledged), the message, its topic.
+_Report = tuple["asyncio.Future[Message]", "KafkaError | None", Message, str]
+
+
 class AsyncProducer:
     """A confluent-kafka producer whose sends are awaitable.
 
@@ -104,8 +108,7 @@ class AsyncProducer:
         self._fatal: KafkaError | None = None
         # Delivery reports of one poll() are handed to their loops in one call each: one wake-up
         # (a write(2) to the loop's self-pipe) per acknowledged batch, not one per record.
-        self._reports: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Message], KafkaError | None,
-                                  Message, str]] = []
+        self._reports: list[tuple[asyncio.AbstractEventLoop, _Report]] = []
         self._reports_lock = threading.Lock()
         self._poller = threading.Thread(target=self._poll_loop, name=f"kafka-poll-{client_id}", daemon=True)
         self._poller.start()
@@ -122,10 +125,9 @@ class AsyncProducer:
     def _hand_over(self) -> None:
         with self._reports_lock:
             reports, self._reports = self._reports, []
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Message], KafkaError | None,
-                                                             Message, str]]] = {}
-        for loop, done, err, msg, topic in reports:
-            by_loop.setdefault(loop, []).append((done, err, msg, topic))
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Report]] = {}
+        for loop, report in reports:
+            by_loop.setdefault(loop, []).append(report)
         for loop, batch in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_settle_all, batch)
@@ -139,7 +141,7 @@ class AsyncProducer:
 
         def report(err: KafkaError | None, msg: Message) -> None:  # in poll() or flush(), another thread
             with self._reports_lock:
-                self._reports.append((loop, done, err, msg, topic))
+                self._reports.append((loop, (done, err, msg, topic)))
 
         if self._fatal is not None:
             raise KafkaUnavailable(self._fatal, f"producer for {topic} is broken")
@@ -165,7 +167,7 @@ class AsyncProducer:
         return left
 
 
-def _settle_all(batch: list[tuple[asyncio.Future[Message], KafkaError | None, Message, str]]) -> None:
+def _settle_all(batch: list[_Report]) -> None:
     for done, err, msg, topic in batch:
         _settle(done, err, msg, topic)
 

@@ -30,14 +30,14 @@ REJECTIONS = Counter("mailgate_rejections_total", "Mails or SMTP transactions re
 LATENCY = Histogram("mailgate_latency_seconds", "Time a step took", ["service", "step"], buckets=LATENCY_BUCKETS)
 LAG = Gauge("mailgate_consumer_lag_records", "Records a consumer group has not consumed yet", ["group", "topic"])
 QUEUE_RECORDS = Gauge("mailgate_queue_records", "Records held in a topic (end minus start offsets)", ["queue"])
+UP = Gauge("mailgate_service_up", "1 while the service runs", ["service", "node"])
+
+
 def shown_at_zero(counter: Counter, *label_sets: str | tuple[str, ...]) -> Counter:
     """Puts each label set on the page at 0 from the start (a rate needs the first sample)."""
     for labels in label_sets:
         counter.labels(*(labels if isinstance(labels, tuple) else (labels,)))
     return counter
-
-
-UP = Gauge("mailgate_service_up", "1 while the service runs", ["service", "node"])
 
 
 def start_metrics(settings: Settings, service: str) -> int | None:

@@ -100,18 +100,19 @@ async def _sendmail(client: aiosmtplib.SMTP, mail_from: str, recipients: list[st
         if len(refused) == len(recipients):
             await client.rset()
             return refused, ""
-        if recorder is not None and isinstance(client.protocol, MarkingProtocol):
+        protocol = client.protocol if recorder is not None and isinstance(client.protocol, MarkingProtocol) else None
+        if protocol is not None:
             accepted = [r for r in recipients if r not in refused]
 
             def journal(response: SMTPResponse) -> None:
                 recorder.journal(accepted, f"{response.code} {response.message}")
 
-            client.protocol.on_completed = journal
+            protocol.on_completed = journal
         try:
             return refused, (await client.data(data)).message
         finally:
-            if isinstance(client.protocol, MarkingProtocol):
-                client.protocol.on_completed = None  # never left for the next mail on this connection
+            if protocol is not None:
+                protocol.on_completed = None  # never left for the next mail on this connection
     except aiosmtplib.SMTPResponseException as exc:
         try:
             await client.rset()  # a clean envelope for the next mail on this connection

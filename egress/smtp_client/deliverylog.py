@@ -179,11 +179,14 @@ class DeliveryLog:
                                   self.codec.headers("DeliveryLog", entry.mail_id))
         self.journal.acknowledged(entry)
 
+    async def confirm(self, entry: Entry, durably: Durably) -> None:
+        """Publish a journalled mark until the broker has it."""
+        await durably("delivery log", lambda: self.publish(entry))
+
     async def mark(self, mail_id: str, destination: str | None, recipients: Iterable[str], durably: Durably,
                    reply: str = "") -> None:
         """Journal (synchronously, before the first await), then publish until the broker has it."""
-        entry = self.record(mail_id, destination, recipients, reply)
-        await durably("delivery log", lambda: self.publish(entry))
+        await self.confirm(self.record(mail_id, destination, recipients, reply), durably)
 
     async def replay(self, durably: Durably) -> int:
         """Writes the marks an earlier run journalled but Kafka may not have; call after ``start``."""

@@ -22,8 +22,8 @@ from core.settings import Settings
 from egress.smtp_client.bounce import bounce_mail_id, bounce_record, build_dsn
 from egress.smtp_client.delivery import Outcome, Reply, deliver
 from egress.smtp_client.deliverylog import DeliveryLog, Durably, log_key
-from egress.smtp_client.journal import Entry
 from egress.smtp_client.events import delivered_event, failed_events
+from egress.smtp_client.journal import Entry
 from egress.smtp_client.metrics import ATTEMPT, count
 from egress.smtp_client.pool import Pool
 from egress.smtp_client.retry import expired, retry_delay_s, retry_record, retry_topic
@@ -54,9 +54,8 @@ class Marks:
 
     async def confirm(self, outcome: Outcome) -> None:
         self.journal(outcome.accepted, outcome.accepted_reply.line if outcome.accepted_reply else "")
-        entry = self.entry
-        assert entry is not None
-        await self.durably("delivery log", lambda: self.dlog.publish(entry))
+        assert self.entry is not None
+        await self.dlog.confirm(self.entry, self.durably)
 
 
 class Handler:
@@ -88,7 +87,8 @@ class Handler:
                 route = exc  # type: ignore[assignment]
 
             started = time.monotonic()
-            outcome = await deliver(route, self.pool, routed["mail_from"], recipients, data, Marks(self.dlog, routed, self.durably))
+            marks = Marks(self.dlog, routed, self.durably)
+            outcome = await deliver(route, self.pool, routed["mail_from"], recipients, data, marks)
             ATTEMPT.observe(time.monotonic() - started)
             if outcome.accepted:
                 await self._event("MailDelivered", delivered_event(routed, outcome, attempt, self.settings.node))
