@@ -57,6 +57,7 @@ def producer_config(settings: Settings, client_id: str, **overrides: Any) -> dic
         # A record not acknowledged by then fails, so an SMTP accept can answer 451.
         "message.timeout.ms": timeout_ms,
         "request.timeout.ms": min(timeout_ms, 30000),
+        "max.in.flight": settings.kafka.max_in_flight,
         **overrides,
     }
 
@@ -134,9 +135,12 @@ class AsyncProducer:
             except RuntimeError:  # that loop is closed: nobody awaits these any more
                 pass
 
-    async def send(self, topic: str, key: bytes | str, value: bytes | None, headers: Headers = ()) -> Message:
+    async def send(self, topic: str, key: bytes | str, value: bytes | None, headers: Headers = (),
+                   loop: asyncio.AbstractEventLoop | None = None) -> Message:
+        """``loop``: the caller's running loop, when it knows it (get_running_loop() costs a getpid(2)
+        a call on 3.11, a few per cent of the smtp-server's CPU)."""
         # value None: a tombstone (compacted topics forget the key)
-        loop = asyncio.get_running_loop()
+        loop = loop or asyncio.get_running_loop()
         done: asyncio.Future[Message] = loop.create_future()
 
         def report(err: KafkaError | None, msg: Message) -> None:  # in poll() or flush(), another thread
@@ -151,8 +155,13 @@ class AsyncProducer:
             raise KafkaUnavailable(None, f"local queue for {topic} is full") from exc
         except KafkaException as exc:
             raise KafkaUnavailable(exc.args[0], f"cannot produce to {topic}") from exc
-        # librdkafka fails the record itself after message.timeout.ms; this is a backstop.
-        return await asyncio.wait_for(done, self._timeout + 5)
+        # librdkafka fails the record itself after message.timeout.ms; this is a backstop. A timer
+        # rather than asyncio.wait_for: that wraps every send in a second future and its callbacks.
+        backstop = loop.call_later(self._timeout + 5, _give_up, done, topic)
+        try:
+            return await done
+        finally:
+            backstop.cancel()
 
     def flush(self, timeout: float = 10.0) -> int:
         left = self._producer.flush(timeout)
@@ -165,6 +174,11 @@ class AsyncProducer:
         self._poller.join(timeout=1)
         self._hand_over()
         return left
+
+
+def _give_up(done: asyncio.Future[Message], topic: str) -> None:
+    if not done.done():
+        done.set_exception(KafkaUnavailable(None, f"no delivery report for a record of {topic}"))
 
 
 def _settle_all(batch: list[_Report]) -> None:

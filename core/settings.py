@@ -56,6 +56,12 @@ class KafkaSettings(BaseModel):
     replication_factor: int = Field(default=1, ge=1)
     partitions: int = Field(default=6, ge=1, description="Partitions of the mail topics.")
     linger_ms: int = Field(default=5, ge=0)
+    max_in_flight: int = Field(
+        default=1, ge=1, le=5,
+        description="Produce requests in flight per broker connection. 1: records that arrive while one "
+        "request is out go together in the next, so the batch grows with load and no record waits a linger "
+        "for company (bench/smtp_vs_postfix.py measured more mails/s than with 5).",
+    )
     compression: str = Field(default="lz4", description="Kafka batch compression.")
     produce_timeout_s: float = Field(
         default=10.0, gt=0, description="How long an SMTP accept waits for the broker before 451."

@@ -19,7 +19,13 @@ from schemas.codec import MAGIC, fingerprint
 Write = Callable[[list[bytes], Any], None]
 
 
+_ONE_OCTET = [bytes([(n << 1) ^ (n >> 63)]) for n in range(-64, 64)]  # zigzag varints of one octet
+
+
 def _long(out: list[bytes], n: int) -> None:
+    if -64 <= n < 64:  # most lengths, counts and enum indexes: no loop
+        out.append(_ONE_OCTET[n + 64])
+        return
     n = (n << 1) ^ (n >> 63)
     buf = bytearray()
     while n & ~0x7F:

@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# base64's RFC 4648 base32 digits, read as Crockford's: the same 5-bit groups, encoded in C
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+_ENTROPY_CHUNK = 4096  # random octets fetched at once: one getrandom(2) per ~400 ids, not one per id
+
+
+class _Entropy(threading.local):
+    def __init__(self) -> None:
+        self.pool, self.at = b"", 0
+
+
+_entropy = _Entropy()
+os.register_at_fork(after_in_child=lambda: _entropy.__init__())  # a forked child never repeats its parent's
+
+
+def _random10() -> bytes:
+    e = _entropy
+    if e.at + 10 > len(e.pool):
+        e.pool, e.at = os.urandom(_ENTROPY_CHUNK), 0
+    e.at += 10
+    return e.pool[e.at - 10 : e.at]
 
 
 def new_mail_id(now_ms: int | None = None) -> str:
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return _encode((ms & ((1 << 48) - 1)) << 80 | int.from_bytes(_random10(), "big"))
+
+
+def _encode(value: int) -> str:
+    """26 Crockford base32 digits of a 128-bit value (two zero bits in front, as in ULIDs)."""
+    return base64.b32encode((value << 6).to_bytes(17, "big"))[:26].translate(_TO_CROCKFORD).decode("ascii")
 
 
 def mail_id_time_ms(mail_id: str) -> int:
@@ -29,5 +51,4 @@ def mail_id_time_ms(mail_id: str) -> int:
 def stable_mail_id(ms: int, entropy: bytes) -> str:
     """A mail id made from a time and given bytes instead of random ones, so that the same
     input always gets the same id (an import repeated after a crash is stored only once)."""
-    value = (max(ms, 0) & ((1 << 48) - 1)) << 80 | int.from_bytes(entropy[:10].rjust(10, b"\0"), "big")
-    return "".join(_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+    return _encode((max(ms, 0) & ((1 << 48) - 1)) << 80 | int.from_bytes(entropy[:10].rjust(10, b"\0"), "big"))

@@ -47,6 +47,9 @@ class GatewayHandler:
         self.max_recipients = max_recipients
         relay = chain.named("relay")
         self.relay = relay if isinstance(relay, RelayControl) else None
+        # the labelled series of every accepted mail, looked up once (labels() hashes and locks)
+        self._accept_latency = LATENCY.labels("smtp-server", "accept")
+        self._accepted = MAILS.labels("smtp-server", "mail.in")
 
     # -- connection events (from GatewaySMTP) ------------------------------------------
 
@@ -114,8 +117,8 @@ class GatewayHandler:
             _tx(envelope).verdicts.append(verdict.at(Stage.DATA, None))
             return verdict.reply
         _tx(envelope).accepted = True
-        LATENCY.labels("smtp-server", "accept").observe(time.monotonic() - started)  # DATA end to broker ack
-        MAILS.labels("smtp-server", "mail.in").inc()
+        self._accept_latency.observe(time.monotonic() - started)  # DATA end to broker ack
+        self._accepted.inc()
         log.debug("accepted", mail_id=mail_id, mail_from=event["mail_from"],
                   rcpt=len(event["rcpt_to"]), size=event["size"], peer=event["client_address"])
         return f"250 2.0.0 Ok: queued as {mail_id}"

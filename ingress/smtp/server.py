@@ -37,8 +37,10 @@ class MailInPublisher:
     """Publishes MailReceived events to mail.in (awaiting the ack) and SmtpRejected
     events to smtp.rejected (not awaited: a refusal never waits for Kafka)."""
 
-    def __init__(self, producer: AsyncProducer, topic: str, codec: Codec, rejected_topic: str | None = None) -> None:
+    def __init__(self, producer: AsyncProducer, topic: str, codec: Codec, rejected_topic: str | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.producer = producer
+        self.loop = loop  # the listener's loop, handed to each send (None: looked up per send)
         self.topic = topic
         self.codec = codec
         self.rejected_topic = rejected_topic
@@ -52,7 +54,7 @@ class MailInPublisher:
     async def publish(self, event: dict[str, Any]) -> None:
         value = self.encode(event)
         headers = self.codec.headers("MailReceived", event["mail_id"])
-        await self.producer.send(self.topic, event["mail_id"].encode(), value, headers)
+        await self.producer.send(self.topic, event["mail_id"].encode(), value, headers, loop=self.loop)
 
     def record_rejection(self, event: dict[str, Any]) -> None:
         if self.rejected_topic is None:
@@ -148,13 +150,13 @@ async def _serve(settings: Settings, producer: AsyncProducer, greylist: Greylist
                  ready: asyncio.Event | None, stop: asyncio.Event | None, reuse_port: bool, names: TopicNames) -> None:
     cfg = settings.smtp_server
     chain = build_chain(cfg, greylist.store if greylist else None)
-    publisher = MailInPublisher(producer, names.mail_in, default_codec(), names(SMTP_REJECTED))
+    loop = asyncio.get_running_loop()
+    publisher = MailInPublisher(producer, names.mail_in, default_codec(), names(SMTP_REJECTED), loop)
     auth_offered = bool(cfg.auth.users)
     handler = GatewayHandler(publisher, chain, settings.node, cfg.max_recipients)
     tls = server_context(cfg.tls, cfg.hostname, settings.home) if cfg.tls.starttls or cfg.tls.port else None
     tracker = ConnectionTracker(-(-cfg.limits.max_connections // cfg.listeners), cfg.limits.max_connections_per_ip)
     authenticator = Authenticator(cfg.auth.users) if auth_offered else None
-    loop = asyncio.get_running_loop()
 
     def factory(implicit: bool) -> SmtpEngine:
         return SmtpEngine(handler, limits=cfg.limits, tracker=tracker, loop=loop, hostname=cfg.hostname,

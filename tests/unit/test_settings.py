@@ -57,3 +57,4 @@ def test_every_producer_waits_for_all_replicas_and_is_idempotent() -> None:
     config = producer_config(Settings(), "smtp-server", **{"linger.ms": 0})
     assert (config["acks"], config["enable.idempotence"]) == ("all", True)
     assert config["message.timeout.ms"] == int(Settings().kafka.produce_timeout_s * 1000)
+    assert config["max.in.flight"] == 1  # the batch grows behind the request in flight (core.settings)

@@ -63,4 +63,16 @@ def test_mail_ids_sort_by_time_and_are_unique() -> None:
     a, b = new_mail_id(1_000_000), new_mail_id(2_000_000)
     assert len(a) == 26 and a < b
     assert mail_id_time_ms(a) == 1_000_000
-    assert len({new_mail_id() for _ in range(10000)}) == 10000
+    assert len({new_mail_id() for _ in range(10000)}) == 10000  # ~25 refills of the entropy pool
+
+
+def test_mail_id_digits_are_crockford_base32_of_time_and_entropy() -> None:
+    """The ids are encoded through base64.b32encode; these are the ULID digits, one 5-bit group each."""
+    from schemas.ids import stable_mail_id
+
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    for ms, entropy in [(0, b"\0" * 10), ((1 << 48) - 1, b"\xff" * 10), (1_796_170_000_123, bytes(range(7, 17)))]:
+        value = ms << 80 | int.from_bytes(entropy, "big")
+        expected = "".join(alphabet[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+        assert stable_mail_id(ms, entropy) == expected
+    assert stable_mail_id(0, b"") == "0" * 26

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from core.settings import HeloFilterSettings
 from ingress.smtp.filters.verdict import CONTINUE, Check, Stage, Verdict, reject
@@ -26,6 +27,7 @@ def literal_ok(name: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=4096)  # a pure function of its arguments; clients send the same few names
 def helo_problem(name: str, require_fqdn: bool) -> tuple[int, str] | None:
     """(code, reason) when the name is unacceptable, else None."""
     if PLAIN_FQDN.match(name):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from functools import lru_cache
 
 from core.settings import RelayFilterSettings
 from ingress.smtp.filters.verdict import CONTINUE, Check, Stage, Verdict, note, reject
@@ -57,13 +58,19 @@ def parse_networks(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddre
 def in_networks(ip: str, nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
     if not nets:
         return False
+    addr = _address(ip)
+    return addr is not None and any(addr in net for net in nets)
+
+
+@lru_cache(maxsize=8192)  # asked once a connection; parsing an address is most of the check
+def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
-        return False
+        return None
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    return any(addr in net for net in nets)
+        return addr.ipv4_mapped
+    return addr
 
 
 class RelayControl:
