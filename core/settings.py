@@ -55,7 +55,12 @@ class KafkaSettings(BaseModel):
     topic_prefix: str = Field(default="", description="Prepended to every topic and group name.")
     replication_factor: int = Field(default=1, ge=1)
     partitions: int = Field(default=6, ge=1, description="Partitions of the mail topics.")
-    linger_ms: int = Field(default=5, ge=0)
+    linger_ms: int = Field(
+        default=0, ge=0,
+        description="How long a record waits for others before its batch is sent. 0: at once when no request "
+        "is in flight; with max_in_flight 1 the records arriving meanwhile still go as one batch, and none "
+        "waits for a timer (bench/smtp_vs_postfix.py: ~6% more mails/s than 5 ms).",
+    )
     max_in_flight: int = Field(
         default=1, ge=1, le=5,
         description="Produce requests in flight per broker connection. 1: records that arrive while one "

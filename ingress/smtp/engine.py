@@ -291,6 +291,10 @@ class SmtpEngine(asyncio.Protocol):
             return None
         try:
             address, rest = split_path(arg, "FROM:")
+            if rest and not (self.session is not None and self.session.extended_smtp):
+                # no extension is in effect after HELO (RFC 5321 4.1.1.11); aiosmtpd refuses them too
+                self.reply("555 5.5.4 Error: MAIL FROM parameters need EHLO, not HELO")
+                return None
             smtputf8 = mail_params(parse_params(rest), self.data_size_limit)
             problem = address_problem(address, smtputf8, "sender")
         except SyntaxProblem as exc:

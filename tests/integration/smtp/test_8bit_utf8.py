@@ -113,3 +113,20 @@ def test_bad_mail_parameters(smtp_server: StartServer) -> None:
             got, text = s.reply()
             assert (got, text[:2], text[5:6]) == (code, "5.", " "), (params, got, text)
         s.command("MAIL FROM:<s@outside.test> BODY=8BITMIME SMTPUTF8 SIZE=100", 250)
+
+
+def test_mail_parameters_need_ehlo(smtp_server: StartServer) -> None:
+    """After HELO no extension is in effect: SMTPUTF8, BODY= and SIZE= get 555; plain MAIL works."""
+    srv = smtp_server()
+    with RawSmtp(srv.port) as s:
+        s.expect(220)
+        s.command("HELO client.test", 250)
+        for params in ("SMTPUTF8", "BODY=8BITMIME", "SIZE=100"):
+            s.send(f"MAIL FROM:<s@outside.test> {params}\r\n".encode())
+            got, text = s.reply()
+            assert (got, text[:5]) == (555, "5.5.4") and "EHLO" in text, (params, got, text)
+        s.command("MAIL FROM:<s@outside.test>", 250)
+        s.command("RCPT TO:<u@example.com>", 250)
+        s.command("RSET", 250)
+        s.command("EHLO client.test", 250)
+        s.command("MAIL FROM:<s@outside.test> SMTPUTF8", 250)
