@@ -1,0 +1,185 @@
+//! The token classifier's counts and its `classify`: Robinson's token probability, Fisher's
+//! chi-squared combining of the most decisive tokens, as `classifier.TokenClassifier` computes them
+//! (the same float operations in the same order, and libm's exp/log/log1p, which CPython calls too;
+//! fsum is exactly rounded, so its order does not matter).
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use crate::mixhash::MixState;
+
+/// (strength |p-0.5|, ln p, ln(1-p), token hash), as `classifier.Clue`.
+pub type Clue = (f64, f64, f64, u64);
+
+const MEMO_LIMIT: usize = 1_000_000; // tokens memoised at most (unknown ones too)
+const HALF_ULP: f64 = 1.0 / (1u64 << 54) as f64; // a term below this share of a sum rounds away
+const TINY: f64 = 1.0 / (1u64 << 60) as f64; // leaves room for the bound's rounding
+
+pub struct Classifier {
+    counts: HashMap<u64, (i64, i64), MixState>, // token -> (spam, ham), both > 0 or absent
+    pub nspam: i64,
+    pub nham: i64,
+    strength: f64,
+    unknown_prob: f64,
+    max_tokens: usize,
+    min_strength: f64,
+    memo: HashMap<u64, Option<Clue>, MixState>,
+}
+
+impl Classifier {
+    pub fn new(strength: f64, unknown_prob: f64, max_tokens: usize, min_strength: f64) -> Self {
+        Self { counts: HashMap::with_hasher(MixState::new()), nspam: 0, nham: 0, strength, unknown_prob,
+               max_tokens, min_strength, memo: HashMap::with_hasher(MixState::new()) }
+    }
+
+    pub fn memo_len(&self) -> usize {
+        self.memo.len()
+    }
+
+    /// Count one mail's tokens for its class; weight -1 unlearns it.
+    pub fn learn(&mut self, tokens: &[u64], is_spam: bool, weight: i64) {
+        for &tok in tokens {
+            let (spam, ham) = self.counts.get(&tok).copied().unwrap_or((0, 0));
+            let (spam, ham) = if is_spam { ((spam + weight).max(0), ham) } else { (spam, (ham + weight).max(0)) };
+            if spam == 0 && ham == 0 {
+                self.counts.remove(&tok);
+            } else {
+                self.counts.insert(tok, (spam, ham));
+            }
+        }
+        if is_spam {
+            self.nspam = (self.nspam + weight).max(0);
+        } else {
+            self.nham = (self.nham + weight).max(0);
+        }
+        self.memo.clear();
+    }
+
+    fn token(&self, tok: u64) -> Option<Clue> {
+        let (s, h) = self.counts.get(&tok).copied()?;
+        let sr = s as f64 / self.nspam.max(1) as f64;
+        let hr = h as f64 / self.nham.max(1) as f64;
+        let n = (s + h) as f64;
+        let p = (self.strength * self.unknown_prob + n * sr / (sr + hr)) / (self.strength + n);
+        let dist = (p - 0.5).abs();
+        if dist < self.min_strength {
+            None
+        } else {
+            Some((dist, p.ln(), (-p).ln_1p(), tok))
+        }
+    }
+
+    /// The spam probability of a mail's tokens and the clues used, most decisive first.
+    pub fn classify(&mut self, tokens: &[u64]) -> (f64, Vec<Clue>) {
+        if self.memo.len() > MEMO_LIMIT {
+            self.memo.clear();
+        }
+        let mut used: Vec<Clue> = Vec::with_capacity(tokens.len());
+        for &tok in tokens {
+            let clue = match self.memo.get(&tok) {
+                Some(known) => *known,
+                None => {
+                    let clue = self.token(tok);
+                    self.memo.insert(tok, clue);
+                    clue
+                }
+            };
+            used.extend(clue);
+        }
+        if used.is_empty() {
+            return (0.5, used);
+        }
+        // as Python sorts the tuples, reversed; tokens are unique, so ties are equal tuples
+        used.sort_unstable_by(|a, b| compare(b, a));
+        used.truncate(self.max_tokens);
+        let n = 2 * used.len();
+        let hamminess = one_minus_chi2q(-2.0 * fsum(used.iter().map(|c| c.1)), n);
+        let spamminess = one_minus_chi2q(-2.0 * fsum(used.iter().map(|c| c.2)), n);
+        ((spamminess - hamminess + 1.0) / 2.0, used)
+    }
+}
+
+fn compare(a: &Clue, b: &Clue) -> Ordering {
+    let floats = |x: f64, y: f64| x.partial_cmp(&y).unwrap_or(Ordering::Equal);
+    floats(a.0, b.0).then(floats(a.1, b.1)).then(floats(a.2, b.2)).then(a.3.cmp(&b.3))
+}
+
+/// P(chi-squared with v (even) degrees of freedom >= x2), as `classifier.chi2q`.
+pub fn chi2q(x2: f64, v: usize) -> f64 {
+    let m = x2 / 2.0;
+    let mut term = (-m).exp();
+    let mut total = term;
+    for i in 1..v / 2 {
+        term *= m / i as f64;
+        if term < total * HALF_ULP && i as f64 > m {
+            break;
+        }
+        total += term;
+    }
+    total.min(1.0)
+}
+
+/// `1.0 - chi2q(x2, v)`, 1.0 at once when the sum is surely below 2**-55 (`classifier.one_minus_chi2q`).
+/// ln Gamma(k) of the integer k is summed as ln((k-1)!): its last-bit rounding can differ from
+/// CPython's lgamma, but only moves a bound that has 2**5 of room either way.
+pub fn one_minus_chi2q(x2: f64, v: usize) -> f64 {
+    let m = x2 / 2.0;
+    let k = v / 2;
+    if m > k as f64 {
+        let ln_gamma_k: f64 = (2..k).map(|i| (i as f64).ln()).sum();
+        if k as f64 * (-m + (k as f64 - 1.0) * m.ln() - ln_gamma_k).exp() < TINY {
+            return 1.0;
+        }
+    }
+    1.0 - chi2q(x2, v)
+}
+
+/// An exactly rounded sum: CPython's `math.fsum` (Shewchuk's partials, half-even fix-up), finite inputs.
+pub fn fsum(values: impl Iterator<Item = f64>) -> f64 {
+    let mut partials: Vec<f64> = Vec::with_capacity(32);
+    for mut x in values {
+        let mut i = 0;
+        for j in 0..partials.len() {
+            let mut y = partials[j];
+            if x.abs() < y.abs() {
+                std::mem::swap(&mut x, &mut y);
+            }
+            let hi = x + y;
+            let lo = y - (hi - x);
+            if lo != 0.0 {
+                partials[i] = lo;
+                i += 1;
+            }
+            x = hi;
+        }
+        partials.truncate(i);
+        if x != 0.0 {
+            partials.push(x);
+        }
+    }
+    let mut n = partials.len();
+    if n == 0 {
+        return 0.0;
+    }
+    n -= 1;
+    let mut hi = partials[n];
+    let mut lo = 0.0;
+    while n > 0 {
+        let x = hi;
+        n -= 1;
+        let y = partials[n];
+        hi = x + y;
+        lo = y - (hi - x);
+        if lo != 0.0 {
+            break;
+        }
+    }
+    if n > 0 && ((lo < 0.0 && partials[n - 1] < 0.0) || (lo > 0.0 && partials[n - 1] > 0.0)) {
+        let y = lo * 2.0;
+        let x = hi + y;
+        if y == x - hi {
+            hi = x;
+        }
+    }
+    hi
+}

@@ -1,0 +1,155 @@
+//! `streams.spam._native`: the spam filter's hot paths, one call per mail (a call per word would cost
+//! more in crossing than it saves). The Python modules stay the reference and the fallback:
+//! `streams.spam.textprints`, `classifier` and `lsh` pick these up when the extension is built.
+
+mod classify;
+mod lsh;
+mod mixhash;
+mod text;
+
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyIndexError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use pyo3::types::{PyBytes, PyList};
+
+/// A mail's classifier tokens, made into Python strings only when read (scoring reads five).
+#[pyclass(frozen, sequence, module = "streams.spam._native")]
+struct Tokens {
+    items: Vec<String>,
+}
+
+#[pymethods]
+impl Tokens {
+    fn __len__(&self) -> usize {
+        self.items.len()
+    }
+
+    fn __getitem__(&self, index: isize) -> PyResult<&str> {
+        let at = if index < 0 { index + self.items.len() as isize } else { index };
+        usize::try_from(at).ok().and_then(|at| self.items.get(at)).map(String::as_str)
+            .ok_or_else(|| PyIndexError::new_err("token index out of range"))
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        PyList::new(py, &self.items)?.try_iter().map(Bound::into_any)
+    }
+}
+
+fn u64_bytes(values: &[u64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_ne_bytes()).collect()
+}
+
+fn signature_of(py: Python<'_>, sig: &PyBuffer<u32>) -> PyResult<lsh::Sig> {
+    let bins = sig.to_vec(py)?;
+    bins.try_into().map_err(|bins: Vec<u32>| {
+        PyValueError::new_err(format!("a signature has {} bins, not {}", text::BINS, bins.len()))
+    })
+}
+
+/// (tokens, their hashes as native uint64 bytes, the text signature as native uint32 bytes or None):
+/// see `textprints.text_prints_py`, which this equals.
+#[pyfunction]
+fn text_prints<'py>(py: Python<'py>, subject: &str, text: &str, extra: Vec<PyBackedStr>, skeletons: Vec<PyBackedStr>,
+                    min_shingles: usize) -> (Tokens, Bound<'py, PyBytes>, Option<Bound<'py, PyBytes>>) {
+    let extra: Vec<&str> = extra.iter().map(|s| &**s).collect();
+    let skeletons: Vec<&str> = skeletons.iter().map(|s| &**s).collect();
+    let prints = text::text_prints(subject, text, &extra, &skeletons, min_shingles);
+    let signature = prints.signature.map(|sig| {
+        let data: Vec<u8> = sig.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        PyBytes::new(py, &data)
+    });
+    (Tokens { items: prints.tokens }, PyBytes::new(py, &u64_bytes(&prints.hashes)), signature)
+}
+
+/// `fingerprint.words` (the native word cutter, for tests).
+#[pyfunction]
+fn words(text: &str) -> Vec<String> {
+    text::words(&text::fold_digits(text)).into_iter().map(str::to_owned).collect()
+}
+
+/// `classifier.TokenClassifier`'s counts and classify; `classify` gives (prob, clues) with the
+/// clues packed as native "dddQ" records, most decisive first.
+#[pyclass(module = "streams.spam._native")]
+struct TokenCounts {
+    inner: classify::Classifier,
+}
+
+#[pymethods]
+impl TokenCounts {
+    #[new]
+    fn new(strength: f64, unknown_prob: f64, max_tokens: usize, min_strength: f64) -> Self {
+        Self { inner: classify::Classifier::new(strength, unknown_prob, max_tokens, min_strength) }
+    }
+
+    #[getter]
+    fn nspam(&self) -> i64 {
+        self.inner.nspam
+    }
+
+    #[getter]
+    fn nham(&self) -> i64 {
+        self.inner.nham
+    }
+
+    fn memo_len(&self) -> usize {
+        self.inner.memo_len()
+    }
+
+    fn learn(&mut self, py: Python<'_>, tokens: PyBuffer<u64>, is_spam: bool, weight: i64) -> PyResult<()> {
+        self.inner.learn(&tokens.to_vec(py)?, is_spam, weight);
+        Ok(())
+    }
+
+    fn classify<'py>(&mut self, py: Python<'py>, tokens: PyBuffer<u64>) -> PyResult<(f64, Bound<'py, PyBytes>)> {
+        let (prob, used) = self.inner.classify(&tokens.to_vec(py)?);
+        let mut data = Vec::with_capacity(used.len() * 32);
+        for (dist, ln_p, ln_q, tok) in used {
+            data.extend(dist.to_ne_bytes().into_iter().chain(ln_p.to_ne_bytes()).chain(ln_q.to_ne_bytes())
+                .chain(tok.to_ne_bytes()));
+        }
+        Ok((prob, PyBytes::new(py, &data)))
+    }
+}
+
+/// `lsh.SignatureIndex`; signatures are `array("I")`s (any buffer of 128 uint32).
+#[pyclass(module = "streams.spam._native")]
+struct SignatureIndex {
+    inner: lsh::SignatureIndex,
+}
+
+#[pymethods]
+impl SignatureIndex {
+    #[new]
+    fn new() -> Self {
+        Self { inner: lsh::SignatureIndex::new() }
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn add(&mut self, py: Python<'_>, key: &str, sig: PyBuffer<u32>) -> PyResult<()> {
+        self.inner.add(key, &signature_of(py, &sig)?);
+        Ok(())
+    }
+
+    fn discard(&mut self, key: &str) {
+        self.inner.discard(key);
+    }
+
+    fn candidates(&self, py: Python<'_>, sig: PyBuffer<u32>, limit: usize) -> PyResult<Vec<(String, f64)>> {
+        let sig = signature_of(py, &sig)?;
+        Ok(self.inner.candidates(&sig, limit).into_iter().map(|(k, s)| (k.to_owned(), s)).collect())
+    }
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(text_prints, m)?)?;
+    m.add_function(wrap_pyfunction!(words, m)?)?;
+    m.add_class::<Tokens>()?;
+    m.add_class::<TokenCounts>()?;
+    m.add_class::<SignatureIndex>()?;
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! Body tokens and the text signature of one mail, in one pass: what `fingerprint.words`,
+//! `fingerprint.token_hashes`, the body part of `classifier.tokenize`, `fingerprint.shingles` and
+//! `fingerprint.signature` give in Python, exactly (tests/unit/spam/test_spam_native.py compares
+//! them on the whole corpus).
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::mixhash::MixState;
+
+pub const BINS: usize = 128;
+const SHIFT: u32 = 64 - 7; // the top 7 bits of a shingle hash choose its bin
+const M32: u64 = 0xFFFF_FFFF;
+const ROTATE: u64 = 0x9E37_79B1;
+const SEPARATOR: u64 = 0x5EB5_EB5E_B5EB_5EB5; // between subject and body
+const URL_PREFIX: &[u8] = b"\x01url ";
+
+/// White space as Python's `str.isspace` (so `\s` of `re` and `str.split`) has it.
+fn is_space(c: char) -> bool {
+    matches!(c, '\t'..='\r' | '\u{1c}'..='\u{20}' | '\u{85}' | '\u{a0}' | '\u{1680}' | '\u{2000}'..='\u{200a}'
+        | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}')
+}
+
+/// `fingerprint._EDGES`: punctuation stripped off both ends of a word.
+fn is_edge(c: char) -> bool {
+    matches!(c, '"' | '\'' | '(' | ')' | '[' | ']' | '{' | '}' | '<' | '>' | '.' | ',' | ';' | ':' | '!' | '?'
+        | '*' | '|' | '`' | '~' | '^' | '+' | '=' | '/' | '\\' | '_' | '#' | '&' | '@' | '%' | '-')
+}
+
+/// `fingerprint._CJK_RE`: scripts written without spaces, a word per character.
+fn is_cjk(c: char) -> bool {
+    matches!(c, '\u{3040}'..='\u{30ff}' | '\u{3400}'..='\u{9fff}' | '\u{ac00}'..='\u{d7af}')
+}
+
+/// The text with digits 1-9 as 0 (`fingerprint._DIGITS_RE`); only ASCII bytes change, so it stays UTF-8.
+pub fn fold_digits(text: &str) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    for b in bytes.iter_mut().filter(|b| (b'1'..=b'9').contains(*b)) {
+        *b = b'0';
+    }
+    String::from_utf8(bytes).expect("ASCII digits replaced by an ASCII digit")
+}
+
+fn push_word<'a>(piece: &'a str, out: &mut Vec<&'a str>) {
+    let word = piece.trim_matches(is_edge);
+    if !word.is_empty() {
+        out.push(word);
+    }
+}
+
+/// `fingerprint.words` of text already passed through `fold_digits`: split at white space and
+/// around CJK characters, edge punctuation off both ends, empty pieces dropped.
+pub fn words(folded: &str) -> Vec<&str> {
+    let mut out = Vec::with_capacity(folded.len() / 6);
+    let mut start = 0;
+    for (at, c) in folded.char_indices() {
+        if is_space(c) {
+            push_word(&folded[start..at], &mut out);
+            start = at + c.len_utf8();
+        } else if is_cjk(c) {
+            push_word(&folded[start..at], &mut out);
+            start = at + c.len_utf8();
+            out.push(&folded[at..start]);
+        }
+    }
+    push_word(&folded[start..], &mut out);
+    out
+}
+
+pub fn token_hash(token: &str) -> u64 {
+    xxh3_64(token.as_bytes())
+}
+
+/// Tokens keyed by hash in order of first insertion; a repeated hash keeps its place and takes the
+/// newer token (what `dict.update` does).
+struct OrderedTokens {
+    at: HashMap<u64, usize, MixState>,
+    tokens: Vec<String>,
+    hashes: Vec<u64>,
+}
+
+impl OrderedTokens {
+    fn with_capacity(n: usize) -> Self {
+        Self { at: HashMap::with_capacity_and_hasher(n, MixState::new()), tokens: Vec::with_capacity(n),
+               hashes: Vec::with_capacity(n) }
+    }
+
+    fn insert(&mut self, hash: u64, token: String) {
+        match self.at.entry(hash) {
+            Entry::Occupied(place) => self.tokens[*place.get()] = token,
+            Entry::Vacant(place) => {
+                place.insert(self.tokens.len());
+                self.tokens.push(token);
+                self.hashes.push(hash);
+            }
+        }
+    }
+}
+
+pub struct TextPrints {
+    pub tokens: Vec<String>,
+    pub hashes: Vec<u64>,
+    pub signature: Option<[u32; BINS]>,
+}
+
+/// The classifier tokens of subject and body (then `extra`, the URL and header tokens) with their
+/// hashes, and the MinHash of the text's word 3-shingles and the URL skeletons.
+pub fn text_prints(subject: &str, text: &str, extra: &[&str], skeletons: &[&str], min_shingles: usize) -> TextPrints {
+    let subject = fold_digits(subject);
+    let text = fold_digits(text);
+    let subject_words = words(&subject);
+    let body_words = words(&text);
+    let body_hashes: Vec<u64> = body_words.iter().map(|w| token_hash(w)).collect();
+
+    // each body word once, in order of first use, the last word of a hash kept (`dict(zip(...))`)
+    let mut unique: Vec<(u64, &str, usize)> = Vec::with_capacity(body_words.len() / 2);
+    let mut seen: HashMap<u64, usize, MixState> = HashMap::with_capacity_and_hasher(body_words.len(), MixState::new());
+    for (&hash, &word) in body_hashes.iter().zip(&body_words) {
+        match seen.entry(hash) {
+            Entry::Occupied(place) => unique[*place.get()] = (hash, word, word.chars().count()),
+            Entry::Vacant(place) => {
+                place.insert(unique.len());
+                unique.push((hash, word, word.chars().count()));
+            }
+        }
+    }
+    let mut tokens = OrderedTokens::with_capacity(unique.len() + subject_words.len() + extra.len());
+    for &(hash, word, len) in &unique {
+        if (3..=12).contains(&len) {
+            tokens.insert(hash, word.to_owned());
+        }
+    }
+    for word in &subject_words {
+        let token = format!("s:{word}");
+        tokens.insert(token_hash(&token), token);
+    }
+    for &(_, word, len) in unique.iter().filter(|u| u.2 > 12) {
+        let first = word.chars().next().expect("a word is never empty");
+        let token = format!("skip:{first}{}", len / 10);
+        tokens.insert(token_hash(&token), token);
+    }
+    for &token in extra {
+        tokens.insert(token_hash(token), token.to_owned());
+    }
+
+    let subject_hashes = subject_words.iter().map(|w| token_hash(w));
+    let sequence: Vec<u64> = subject_hashes.chain([SEPARATOR]).chain(body_hashes.iter().copied()).collect();
+    let mut shingles: Vec<u64> = sequence.windows(3).map(|w| w[0] ^ (w[1] >> 1) ^ (w[2] >> 2)).collect();
+    let mut buffer = Vec::with_capacity(64);
+    for skeleton in skeletons {
+        buffer.clear();
+        buffer.extend_from_slice(URL_PREFIX);
+        buffer.extend_from_slice(skeleton.as_bytes());
+        shingles.push(xxh3_64(&buffer));
+    }
+    TextPrints { tokens: tokens.tokens, hashes: tokens.hashes, signature: signature(&shingles, min_shingles) }
+}
+
+/// The one-permutation MinHash of the hashes (repeats counted once), densified by rotation; None
+/// with fewer than `min_shingles` hashes, or too few different ones.
+pub fn signature(values: &[u64], min_shingles: usize) -> Option<[u32; BINS]> {
+    if values.len() < min_shingles {
+        return None;
+    }
+    let mut least = [u64::MAX; BINS];
+    let mut filled_bins = [false; BINS];
+    for &v in values {
+        let bin = (v >> SHIFT) as usize;
+        least[bin] = least[bin].min(v);
+        filled_bins[bin] = true;
+    }
+    let filled: Vec<usize> = (0..BINS).filter(|&b| filled_bins[b]).collect();
+    let mut out = [0u32; BINS];
+    if filled.len() == BINS {
+        for (o, l) in out.iter_mut().zip(least) {
+            *o = (l & M32) as u32;
+        }
+        return Some(out);
+    }
+    if filled.len() < min_shingles && values.iter().collect::<HashSet<_>>().len() < min_shingles {
+        return None;
+    }
+    // each empty bin takes the next filled bin's value (circularly), plus the distance times a constant
+    for (bin, o) in out.iter_mut().enumerate() {
+        let after = filled.partition_point(|&f| f < bin);
+        let nearest = if after < filled.len() { filled[after] } else { filled[0] + BINS };
+        let distance = (nearest - bin) as u64;
+        *o = (((least[nearest % BINS] & M32) + distance * ROTATE) & M32) as u32;
+    }
+    Some(out)
+}
