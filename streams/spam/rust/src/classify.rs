@@ -4,47 +4,50 @@
 //! fsum is exactly rounded, so its order does not matter).
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
-use crate::mixhash::MixState;
+use crate::table::Table;
 
 /// (strength |p-0.5|, ln p, ln(1-p), token hash), as `classifier.Clue`.
 pub type Clue = (f64, f64, f64, u64);
 
-const MEMO_LIMIT: usize = 1_000_000; // tokens memoised at most (unknown ones too)
 const HALF_ULP: f64 = 1.0 / (1u64 << 54) as f64; // a term below this share of a sum rounds away
 const TINY: f64 = 1.0 / (1u64 << 60) as f64; // leaves room for the bound's rounding
 
+/// A token's counts and, memoised, its clue as of `generation` (Python's memo, emptied by every
+/// learn, is the generation here: bumped by a learn, so the memo costs no lookup of its own).
+#[derive(Default)]
+struct Counts {
+    spam: i64,
+    ham: i64,
+    generation: u64,
+    clue: Option<(f64, f64, f64)>,
+}
+
 pub struct Classifier {
-    counts: HashMap<u64, (i64, i64), MixState>, // token -> (spam, ham), both > 0 or absent
+    counts: Table<u64, Counts>, // tokens with a count > 0 in either class
     pub nspam: i64,
     pub nham: i64,
     strength: f64,
     unknown_prob: f64,
     max_tokens: usize,
     min_strength: f64,
-    memo: HashMap<u64, Option<Clue>, MixState>,
+    generation: u64, // clues of an older generation are stale
 }
 
 impl Classifier {
     pub fn new(strength: f64, unknown_prob: f64, max_tokens: usize, min_strength: f64) -> Self {
-        Self { counts: HashMap::with_hasher(MixState::new()), nspam: 0, nham: 0, strength, unknown_prob,
-               max_tokens, min_strength, memo: HashMap::with_hasher(MixState::new()) }
-    }
-
-    pub fn memo_len(&self) -> usize {
-        self.memo.len()
+        Self { counts: Table::new(), nspam: 0, nham: 0, strength, unknown_prob, max_tokens, min_strength,
+               generation: 1 }
     }
 
     /// Count one mail's tokens for its class; weight -1 unlearns it.
     pub fn learn(&mut self, tokens: &[u64], is_spam: bool, weight: i64) {
         for &tok in tokens {
-            let (spam, ham) = self.counts.get(&tok).copied().unwrap_or((0, 0));
-            let (spam, ham) = if is_spam { ((spam + weight).max(0), ham) } else { (spam, (ham + weight).max(0)) };
-            if spam == 0 && ham == 0 {
+            let counts = self.counts.get_or_insert_with(tok, Counts::default);
+            let count = if is_spam { &mut counts.spam } else { &mut counts.ham };
+            *count = (*count + weight).max(0);
+            if counts.spam == 0 && counts.ham == 0 {
                 self.counts.remove(&tok);
-            } else {
-                self.counts.insert(tok, (spam, ham));
             }
         }
         if is_spam {
@@ -52,40 +55,26 @@ impl Classifier {
         } else {
             self.nham = (self.nham + weight).max(0);
         }
-        self.memo.clear();
-    }
-
-    fn token(&self, tok: u64) -> Option<Clue> {
-        let (s, h) = self.counts.get(&tok).copied()?;
-        let sr = s as f64 / self.nspam.max(1) as f64;
-        let hr = h as f64 / self.nham.max(1) as f64;
-        let n = (s + h) as f64;
-        let p = (self.strength * self.unknown_prob + n * sr / (sr + hr)) / (self.strength + n);
-        let dist = (p - 0.5).abs();
-        if dist < self.min_strength {
-            None
-        } else {
-            Some((dist, p.ln(), (-p).ln_1p(), tok))
-        }
+        self.generation += 1;
     }
 
     /// The spam probability of a mail's tokens and the clues used, most decisive first.
     pub fn classify(&mut self, tokens: &[u64]) -> (f64, Vec<Clue>) {
-        if self.memo.len() > MEMO_LIMIT {
-            self.memo.clear();
-        }
         let mut used: Vec<Clue> = Vec::with_capacity(tokens.len());
-        for &tok in tokens {
-            let clue = match self.memo.get(&tok) {
-                Some(known) => *known,
-                None => {
-                    let clue = self.token(tok);
-                    self.memo.insert(tok, clue);
-                    clue
-                }
-            };
-            used.extend(clue);
-        }
+        let generation = self.generation;
+        let token = TokenProb { nspam: self.nspam.max(1) as f64, nham: self.nham.max(1) as f64,
+                                strength: self.strength, unknown_prob: self.unknown_prob,
+                                min_strength: self.min_strength };
+        self.counts.for_each_mut(tokens, |at, counts| {
+            let Some(counts) = counts else { return };
+            if counts.generation != generation {
+                counts.clue = token.clue(counts.spam, counts.ham);
+                counts.generation = generation;
+            }
+            if let Some((dist, ln_p, ln_q)) = counts.clue {
+                used.push((dist, ln_p, ln_q, tokens[at]));
+            }
+        });
         if used.is_empty() {
             return (0.5, used);
         }
@@ -96,6 +85,26 @@ impl Classifier {
         let hamminess = one_minus_chi2q(-2.0 * fsum(used.iter().map(|c| c.1)), n);
         let spamminess = one_minus_chi2q(-2.0 * fsum(used.iter().map(|c| c.2)), n);
         ((spamminess - hamminess + 1.0) / 2.0, used)
+    }
+}
+
+/// Robinson's probability of a token from its counts, as `TokenClassifier._token`.
+struct TokenProb {
+    nspam: f64,
+    nham: f64,
+    strength: f64,
+    unknown_prob: f64,
+    min_strength: f64,
+}
+
+impl TokenProb {
+    fn clue(&self, s: i64, h: i64) -> Option<(f64, f64, f64)> {
+        let sr = s as f64 / self.nspam;
+        let hr = h as f64 / self.nham;
+        let n = (s + h) as f64;
+        let p = (self.strength * self.unknown_prob + n * sr / (sr + hr)) / (self.strength + n);
+        let dist = (p - 0.5).abs();
+        if dist < self.min_strength { None } else { Some((dist, p.ln(), (-p).ln_1p())) }
     }
 }
 

@@ -4,7 +4,9 @@
 
 mod classify;
 mod lsh;
+mod markup;
 mod mixhash;
+mod table;
 mod text;
 
 use pyo3::buffer::PyBuffer;
@@ -62,6 +64,22 @@ fn text_prints<'py>(py: Python<'py>, subject: &str, text: &str, extra: Vec<PyBac
     (Tokens { items: prints.tokens }, PyBytes::new(py, &u64_bytes(&prints.hashes)), signature)
 }
 
+/// (text, URLs) of folded text: `normalize.extract`'s `_URL_SPLIT_RE` split and white-space collapse.
+#[pyfunction]
+fn split_urls(text: &str) -> (String, Vec<&str>) {
+    text::split_urls(text)
+}
+
+/// (text, link targets) of ASCII markup, entities still escaped: `normalize.html_to_text` but for
+/// its `html.unescape`.
+#[pyfunction]
+fn html_to_text(markup: &str) -> PyResult<(String, Vec<String>)> {
+    if !markup.is_ascii() {
+        return Err(PyValueError::new_err("html_to_text takes ASCII markup (Python's regexes do the rest)"));
+    }
+    Ok(markup::html_to_text(markup))
+}
+
 /// `fingerprint.words` (the native word cutter, for tests).
 #[pyfunction]
 fn words(text: &str) -> Vec<String> {
@@ -90,10 +108,6 @@ impl TokenCounts {
     #[getter]
     fn nham(&self) -> i64 {
         self.inner.nham
-    }
-
-    fn memo_len(&self) -> usize {
-        self.inner.memo_len()
     }
 
     fn learn(&mut self, py: Python<'_>, tokens: PyBuffer<u64>, is_spam: bool, weight: i64) -> PyResult<()> {
@@ -148,6 +162,8 @@ impl SignatureIndex {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(text_prints, m)?)?;
     m.add_function(wrap_pyfunction!(words, m)?)?;
+    m.add_function(wrap_pyfunction!(split_urls, m)?)?;
+    m.add_function(wrap_pyfunction!(html_to_text, m)?)?;
     m.add_class::<Tokens>()?;
     m.add_class::<TokenCounts>()?;
     m.add_class::<SignatureIndex>()?;

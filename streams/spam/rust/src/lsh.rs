@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crate::mixhash::MixState;
+use crate::table::Table;
 use crate::text::BINS;
 
 const BAND_ROWS: usize = 4;
@@ -17,7 +18,7 @@ fn band_key(sig: &Sig, band: usize) -> u128 {
 
 #[derive(Default)]
 pub struct SignatureIndex {
-    bands: Vec<HashMap<u128, Vec<u32>, MixState>>, // per band: bucket key -> rows, in order of insertion
+    buckets: Table<(u8, u128), Vec<u32>>, // (band, bucket key) -> rows, in order of insertion
     rows: HashMap<String, u32>,
     keys: Vec<String>, // row -> its key ("" for a free row)
     sigs: Vec<Sig>,
@@ -26,7 +27,7 @@ pub struct SignatureIndex {
 
 impl SignatureIndex {
     pub fn new() -> Self {
-        Self { bands: (0..BANDS).map(|_| HashMap::with_hasher(MixState::new())).collect(), ..Self::default() }
+        Self::default()
     }
 
     pub fn len(&self) -> usize {
@@ -47,8 +48,8 @@ impl SignatureIndex {
         self.keys[row as usize] = key.to_owned();
         self.sigs[row as usize] = *sig;
         self.rows.insert(key.to_owned(), row);
-        for (band, buckets) in self.bands.iter_mut().enumerate() {
-            buckets.entry(band_key(sig, band)).or_default().push(row);
+        for band in 0..BANDS {
+            self.buckets.get_or_insert_with((band as u8, band_key(sig, band)), Vec::new).push(row);
         }
     }
 
@@ -56,12 +57,12 @@ impl SignatureIndex {
     pub fn discard(&mut self, key: &str) {
         let Some(row) = self.rows.remove(key) else { return };
         let sig = self.sigs[row as usize];
-        for (band, buckets) in self.bands.iter_mut().enumerate() {
-            let bucket_key = band_key(&sig, band);
-            if let Some(bucket) = buckets.get_mut(&bucket_key) {
+        for band in 0..BANDS {
+            let bucket_key = (band as u8, band_key(&sig, band));
+            if let Some(bucket) = self.buckets.get_mut(&bucket_key) {
                 bucket.retain(|&r| r != row);
                 if bucket.is_empty() {
-                    buckets.remove(&bucket_key);
+                    self.buckets.remove(&bucket_key);
                 }
             }
         }
@@ -74,15 +75,16 @@ impl SignatureIndex {
     pub fn candidates(&self, sig: &Sig, limit: usize) -> Vec<(&str, f64)> {
         let mut order: Vec<(u32, u32)> = Vec::new(); // (row, bands shared)
         let mut at: HashMap<u32, usize, MixState> = HashMap::with_hasher(MixState::new());
-        for (band, buckets) in self.bands.iter().enumerate() {
-            for &row in buckets.get(&band_key(sig, band)).into_iter().flatten() {
+        let keys: Vec<(u8, u128)> = (0..BANDS).map(|band| (band as u8, band_key(sig, band))).collect();
+        self.buckets.for_each(&keys, |bucket| {
+            for &row in bucket.into_iter().flatten() {
                 let slot = *at.entry(row).or_insert_with(|| {
                     order.push((row, 0));
                     order.len() - 1
                 });
                 order[slot].1 += 1;
             }
-        }
+        });
         if order.len() > limit {
             order.sort_by(|a, b| b.1.cmp(&a.1)); // stable: ties stay in order of first sight
             order.truncate(limit);

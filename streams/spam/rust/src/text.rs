@@ -191,3 +191,56 @@ pub fn signature(values: &[u64], min_shingles: usize) -> Option<[u32; BINS]> {
     }
     Some(out)
 }
+
+/// `normalize._URL_RE`'s body: neither white space nor one of these.
+fn is_url_char(c: char) -> bool {
+    !is_space(c) && !matches!(c, '<' | '>' | '"' | '\'' | '(' | ')' | '{' | '}' | '[' | ']' | '|' | '\\' | '^' | '`')
+}
+
+/// The end of the URL that starts at byte `at` of folded text (`(?:https?://|www\.)` and at least
+/// one URL character, greedily), or None.
+fn url_at(text: &str, at: usize) -> Option<usize> {
+    let rest = &text[at..];
+    let prefix = ["http://", "https://", "www."].iter().find(|p| rest.starts_with(*p))?.len();
+    let body = rest[prefix..].find(|c: char| !is_url_char(c)).unwrap_or(rest.len() - prefix);
+    (body > 0).then_some(at + prefix + body)
+}
+
+/// What `normalize.extract` makes of folded text with `_URL_SPLIT_RE.split`: the text without its
+/// URLs (each a blank) with white space collapsed as `" ".join(t.split())` does, and the URLs.
+pub fn split_urls(text: &str) -> (String, Vec<&str>) {
+    let bytes = text.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut urls = Vec::new();
+    let mut blank = false; // white space seen since the last character written
+    let mut at = 0;
+    while at < bytes.len() {
+        let b = bytes[at];
+        if (b == b'h' || b == b'w') && bytes.len() - at > 4 {
+            if let Some(end) = url_at(text, at) {
+                urls.push(&text[at..end]);
+                blank = true;
+                at = end;
+                continue;
+            }
+        }
+        // ASCII as bytes; any other character as its UTF-8 bytes
+        let (space, len) = if b < 0x80 {
+            (is_space(b as char), 1)
+        } else {
+            let c = text[at..].chars().next().expect("at a character boundary");
+            (is_space(c), c.len_utf8())
+        };
+        if space {
+            blank = true;
+        } else {
+            if blank && !out.is_empty() {
+                out.push(b' ');
+            }
+            blank = false;
+            out.extend_from_slice(&bytes[at..at + len]);
+        }
+        at += len;
+    }
+    (String::from_utf8(out).expect("whole characters copied"), urls)
+}
