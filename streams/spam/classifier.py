@@ -144,6 +144,7 @@ class Verdict:
     used: Sequence[Clue] = ()  # (strength, ln p, ln(1-p), token) of each token used
     tokens: Sequence[int] = ()  # the list given to ``classify`` (for ``clue_positions``)
     ordered: bool = True  # ``used`` most decisive first; else in input order (all were used: sorted only when asked)
+    places: Sequence[int] | None = None  # each clue's token's place in ``tokens``, when the classifier knew it
 
     @property
     def best(self) -> list[Clue]:
@@ -157,7 +158,13 @@ class Verdict:
 
     def clue_positions(self, limit: int | None = None) -> list[tuple[float, int]]:
         """``clues`` with each token's place in the list given to ``classify`` instead of its hash."""
-        return [(math.exp(c[1]), self.tokens.index(c[3])) for c in self._clues(limit)]
+        if self.places is None or not self.ordered:
+            return [(math.exp(c[1]), self.tokens.index(c[3])) for c in self._clues(limit)]
+        pairs = zip(self.used, self.places)  # the native classifier's (a search of the tokens per clue cost ~10 us)
+        if limit is not None:
+            spammy = self.prob >= 0.5
+            pairs = islice(((c, at) for c, at in pairs if (c[1] > c[2]) == spammy), limit)  # type: ignore[assignment]
+        return [(math.exp(c[1]), at) for c, at in pairs]
 
     def _clues(self, limit: int | None) -> list[Clue]:
         if limit is None:
@@ -308,8 +315,8 @@ class NativeTokenClassifier:
         self._counts.learn(_hash_array(tokens), is_spam, weight)
 
     def classify(self, tokens: Sequence[int]) -> Verdict:
-        prob, packed = self._counts.classify(_hash_array(tokens))
-        return Verdict(prob, PackedClues(packed), tokens) if packed else Verdict(0.5)
+        prob, packed, places = self._counts.classify(_hash_array(tokens))
+        return Verdict(prob, PackedClues(packed), tokens, places=array("I", places)) if packed else Verdict(0.5)
 
 
 def _hash_array(tokens: Iterable[int]) -> array:

@@ -206,7 +206,13 @@ def registrable_domain(host: str) -> str:
     return ".".join(labels[-2:])
 
 
+_IPV4_CHARS = frozenset("0123456789.")
+
+
 def _is_ip(host: str) -> bool:
+    # a name with a letter and no ":" is neither IPv4 nor IPv6: skip the stdlib's raise (~4 us a host)
+    if ":" not in host and not _IPV4_CHARS.issuperset(host):
+        return False
     try:
         ipaddress.ip_address(host)
     except ValueError:

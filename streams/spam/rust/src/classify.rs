@@ -58,9 +58,10 @@ impl Classifier {
         self.generation += 1;
     }
 
-    /// The spam probability of a mail's tokens and the clues used, most decisive first.
-    pub fn classify(&mut self, tokens: &[u64]) -> (f64, Vec<Clue>) {
-        let mut used: Vec<Clue> = Vec::with_capacity(tokens.len());
+    /// The spam probability of a mail's tokens and the clues used, most decisive first, each with
+    /// its token's place in `tokens`.
+    pub fn classify(&mut self, tokens: &[u64]) -> (f64, Vec<(Clue, u32)>) {
+        let mut used: Vec<(Clue, u32)> = Vec::with_capacity(tokens.len());
         let generation = self.generation;
         let token = TokenProb { nspam: self.nspam.max(1) as f64, nham: self.nham.max(1) as f64,
                                 strength: self.strength, unknown_prob: self.unknown_prob,
@@ -72,18 +73,18 @@ impl Classifier {
                 counts.generation = generation;
             }
             if let Some((dist, ln_p, ln_q)) = counts.clue {
-                used.push((dist, ln_p, ln_q, tokens[at]));
+                used.push(((dist, ln_p, ln_q, tokens[at]), at as u32));
             }
         });
         if used.is_empty() {
             return (0.5, used);
         }
         // as Python sorts the tuples, reversed; tokens are unique, so ties are equal tuples
-        used.sort_unstable_by(|a, b| compare(b, a));
+        used.sort_unstable_by(|a, b| compare(&b.0, &a.0));
         used.truncate(self.max_tokens);
         let n = 2 * used.len();
-        let hamminess = one_minus_chi2q(-2.0 * fsum(used.iter().map(|c| c.1)), n);
-        let spamminess = one_minus_chi2q(-2.0 * fsum(used.iter().map(|c| c.2)), n);
+        let hamminess = one_minus_chi2q(-2.0 * fsum(used.iter().map(|c| c.0 .1)), n);
+        let spamminess = one_minus_chi2q(-2.0 * fsum(used.iter().map(|c| c.0 .2)), n);
         ((spamminess - hamminess + 1.0) / 2.0, used)
     }
 }

@@ -3,6 +3,7 @@
 //! `streams.spam.textprints`, `classifier` and `lsh` pick these up when the extension is built.
 
 mod classify;
+mod header;
 mod lsh;
 mod markup;
 mod mixhash;
@@ -80,14 +81,27 @@ fn html_to_text(markup: &str) -> PyResult<(String, Vec<String>)> {
     Ok(markup::html_to_text(markup))
 }
 
+/// (fields, Content-* fields, lines that are no field) of an ASCII header block: `mime._set_headers`'s
+/// splitting, each field as (name, value).
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn header_fields(head: &str) -> PyResult<(Vec<(&str, &str)>, Vec<(&str, &str)>, Vec<&str>)> {
+    if !head.is_ascii() {
+        return Err(PyValueError::new_err("header_fields takes an ASCII header block"));
+    }
+    let found = header::fields(head);
+    Ok((found.all, found.content, found.bad))
+}
+
 /// `fingerprint.words` (the native word cutter, for tests).
 #[pyfunction]
 fn words(text: &str) -> Vec<String> {
     text::words(&text::fold_digits(text)).into_iter().map(str::to_owned).collect()
 }
 
-/// `classifier.TokenClassifier`'s counts and classify; `classify` gives (prob, clues) with the
-/// clues packed as native "dddQ" records, most decisive first.
+/// `classifier.TokenClassifier`'s counts and classify; `classify` gives (prob, clues, places): the
+/// clues packed as native "dddQ" records, most decisive first, and each one's token's place in the
+/// tokens given, as native uint32.
 #[pyclass(module = "streams.spam._native")]
 struct TokenCounts {
     inner: classify::Classifier,
@@ -115,14 +129,17 @@ impl TokenCounts {
         Ok(())
     }
 
-    fn classify<'py>(&mut self, py: Python<'py>, tokens: PyBuffer<u64>) -> PyResult<(f64, Bound<'py, PyBytes>)> {
+    fn classify<'py>(&mut self, py: Python<'py>, tokens: PyBuffer<u64>)
+                     -> PyResult<(f64, Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
         let (prob, used) = self.inner.classify(&tokens.to_vec(py)?);
-        let mut data = Vec::with_capacity(used.len() * 32);
-        for (dist, ln_p, ln_q, tok) in used {
-            data.extend(dist.to_ne_bytes().into_iter().chain(ln_p.to_ne_bytes()).chain(ln_q.to_ne_bytes())
+        let mut clues = Vec::with_capacity(used.len() * 32);
+        let mut places = Vec::with_capacity(used.len() * 4);
+        for ((dist, ln_p, ln_q, tok), at) in used {
+            clues.extend(dist.to_ne_bytes().into_iter().chain(ln_p.to_ne_bytes()).chain(ln_q.to_ne_bytes())
                 .chain(tok.to_ne_bytes()));
+            places.extend(at.to_ne_bytes());
         }
-        Ok((prob, PyBytes::new(py, &data)))
+        Ok((prob, PyBytes::new(py, &clues), PyBytes::new(py, &places)))
     }
 }
 
@@ -163,6 +180,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(text_prints, m)?)?;
     m.add_function(wrap_pyfunction!(words, m)?)?;
     m.add_function(wrap_pyfunction!(split_urls, m)?)?;
+    m.add_function(wrap_pyfunction!(header_fields, m)?)?;
     m.add_function(wrap_pyfunction!(html_to_text, m)?)?;
     m.add_class::<Tokens>()?;
     m.add_class::<TokenCounts>()?;

@@ -16,6 +16,7 @@ const M32: u64 = 0xFFFF_FFFF;
 const ROTATE: u64 = 0x9E37_79B1;
 const SEPARATOR: u64 = 0x5EB5_EB5E_B5EB_5EB5; // between subject and body
 const URL_PREFIX: &[u8] = b"\x01url ";
+pub const MAX_HEADER_CHARS: usize = 2048; // mime.MAX_HEADER_CHARS
 
 /// White space as Python's `str.isspace` (so `\s` of `re` and `str.split`) has it.
 fn is_space(c: char) -> bool {
