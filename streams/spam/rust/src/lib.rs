@@ -19,7 +19,7 @@ use pyo3::types::{PyBytes, PyList};
 /// A mail's classifier tokens, made into Python strings only when read (scoring reads five).
 #[pyclass(frozen, sequence, module = "streams.spam._native")]
 struct Tokens {
-    items: Vec<String>,
+    items: text::TokenText,
 }
 
 #[pymethods]
@@ -30,12 +30,13 @@ impl Tokens {
 
     fn __getitem__(&self, index: isize) -> PyResult<&str> {
         let at = if index < 0 { index + self.items.len() as isize } else { index };
-        usize::try_from(at).ok().and_then(|at| self.items.get(at)).map(String::as_str)
+        usize::try_from(at).ok().and_then(|at| self.items.get(at))
             .ok_or_else(|| PyIndexError::new_err("token index out of range"))
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        PyList::new(py, &self.items)?.try_iter().map(Bound::into_any)
+        let all: Vec<&str> = (0..self.items.len()).filter_map(|at| self.items.get(at)).collect();
+        PyList::new(py, all)?.try_iter().map(Bound::into_any)
     }
 }
 

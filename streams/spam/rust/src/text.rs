@@ -44,29 +44,49 @@ pub fn fold_digits(text: &str) -> String {
     String::from_utf8(bytes).expect("ASCII digits replaced by an ASCII digit")
 }
 
-fn push_word<'a>(piece: &'a str, out: &mut Vec<&'a str>) {
-    let word = piece.trim_matches(is_edge);
-    if !word.is_empty() {
-        out.push(word);
+/// A piece between separators with edge punctuation off both ends, if anything is left. Edges are
+/// ASCII, and no byte of a multi-byte UTF-8 character is, so trimming bytes trims characters.
+fn push_word<'a>(text: &'a str, mut start: usize, mut end: usize, out: &mut Vec<&'a str>) {
+    let b = text.as_bytes();
+    while start < end && is_edge(b[start] as char) {
+        start += 1;
+    }
+    while end > start && is_edge(b[end - 1] as char) {
+        end -= 1;
+    }
+    if start < end {
+        out.push(&text[start..end]);
     }
 }
 
 /// `fingerprint.words` of text already passed through `fold_digits`: split at white space and
 /// around CJK characters, edge punctuation off both ends, empty pieces dropped.
 pub fn words(folded: &str) -> Vec<&str> {
-    let mut out = Vec::with_capacity(folded.len() / 6);
-    let mut start = 0;
-    for (at, c) in folded.char_indices() {
-        if is_space(c) {
-            push_word(&folded[start..at], &mut out);
-            start = at + c.len_utf8();
-        } else if is_cjk(c) {
-            push_word(&folded[start..at], &mut out);
-            start = at + c.len_utf8();
-            out.push(&folded[at..start]);
+    let b = folded.as_bytes();
+    let mut out = Vec::with_capacity(b.len() / 6);
+    let (mut start, mut at) = (0, 0);
+    while at < b.len() {
+        if b[at] < 0x80 {  // most text: no decoding
+            if is_space(b[at] as char) {
+                push_word(folded, start, at, &mut out);
+                start = at + 1;
+            }
+            at += 1;
+            continue;
         }
+        let c = folded[at..].chars().next().expect("at a character boundary");
+        let next = at + c.len_utf8();
+        if is_space(c) {
+            push_word(folded, start, at, &mut out);
+            start = next;
+        } else if is_cjk(c) {
+            push_word(folded, start, at, &mut out);
+            out.push(&folded[at..next]);
+            start = next;
+        }
+        at = next;
     }
-    push_word(&folded[start..], &mut out);
+    push_word(folded, start, b.len(), &mut out);
     out
 }
 
@@ -74,34 +94,38 @@ pub fn token_hash(token: &str) -> u64 {
     xxh3_64(token.as_bytes())
 }
 
-/// Tokens keyed by hash in order of first insertion; a repeated hash keeps its place and takes the
-/// newer token (what `dict.update` does).
-struct OrderedTokens {
-    at: HashMap<u64, usize, MixState>,
-    tokens: Vec<String>,
-    hashes: Vec<u64>,
+/// Python's `len` of a str: its characters (UTF-8 bytes that do not continue one).
+fn char_len(word: &str) -> usize {
+    word.bytes().filter(|&b| b & 0xC0 != 0x80).count()
 }
 
-impl OrderedTokens {
-    fn with_capacity(n: usize) -> Self {
-        Self { at: HashMap::with_capacity_and_hasher(n, MixState::new()), tokens: Vec::with_capacity(n),
-               hashes: Vec::with_capacity(n) }
+/// A mail's tokens, all in one buffer (one allocation, not one a token), each a span of it.
+pub struct TokenText {
+    pub buffer: String,
+    pub spans: Vec<(u32, u32)>,
+}
+
+impl TokenText {
+    pub fn get(&self, at: usize) -> Option<&str> {
+        self.spans.get(at).map(|&(s, e)| &self.buffer[s as usize..e as usize])
     }
 
-    fn insert(&mut self, hash: u64, token: String) {
-        match self.at.entry(hash) {
-            Entry::Occupied(place) => self.tokens[*place.get()] = token,
-            Entry::Vacant(place) => {
-                place.insert(self.tokens.len());
-                self.tokens.push(token);
-                self.hashes.push(hash);
-            }
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Append `pieces` as one token; its span.
+    fn push(&mut self, pieces: &[&str]) -> (u32, u32) {
+        let start = self.buffer.len() as u32;
+        for piece in pieces {
+            self.buffer.push_str(piece);
         }
+        (start, self.buffer.len() as u32)
     }
 }
 
 pub struct TextPrints {
-    pub tokens: Vec<String>,
+    pub tokens: TokenText,
     pub hashes: Vec<u64>,
     pub signature: Option<[u32; BINS]>,
 }
@@ -116,34 +140,56 @@ pub fn text_prints(subject: &str, text: &str, extra: &[&str], skeletons: &[&str]
     let body_hashes: Vec<u64> = body_words.iter().map(|w| token_hash(w)).collect();
 
     // each body word once, in order of first use, the last word of a hash kept (`dict(zip(...))`)
-    let mut unique: Vec<(u64, &str, usize)> = Vec::with_capacity(body_words.len() / 2);
+    let mut unique: Vec<(u64, &str)> = Vec::with_capacity(body_words.len() / 2);
     let mut seen: HashMap<u64, usize, MixState> = HashMap::with_capacity_and_hasher(body_words.len(), MixState::new());
     for (&hash, &word) in body_hashes.iter().zip(&body_words) {
         match seen.entry(hash) {
-            Entry::Occupied(place) => unique[*place.get()] = (hash, word, word.chars().count()),
+            Entry::Occupied(place) => unique[*place.get()].1 = word,
             Entry::Vacant(place) => {
                 place.insert(unique.len());
-                unique.push((hash, word, word.chars().count()));
+                unique.push((hash, word));
             }
         }
     }
-    let mut tokens = OrderedTokens::with_capacity(unique.len() + subject_words.len() + extra.len());
-    for &(hash, word, len) in &unique {
+    let lengths: Vec<usize> = unique.iter().map(|u| char_len(u.1)).collect();
+    let n = unique.len() + subject_words.len() + extra.len();
+    let mut tokens = TokenText { buffer: String::with_capacity(text.len() / 2 + 64 * n.min(256)),
+                                 spans: Vec::with_capacity(n) };
+    let mut hashes: Vec<u64> = Vec::with_capacity(n);
+    let mut token_of: Vec<u32> = vec![u32::MAX; unique.len()]; // unique word -> its place among the tokens
+    for (u, (&(hash, word), &len)) in unique.iter().zip(&lengths).enumerate() {
         if (3..=12).contains(&len) {
-            tokens.insert(hash, word.to_owned());
+            token_of[u] = tokens.spans.len() as u32;
+            let span = tokens.push(&[word]);
+            tokens.spans.push(span);
+            hashes.push(hash);
         }
     }
+    // then the other tokens, as `dict.update`: a hash already there keeps its place, takes the new token
+    let mut later: HashMap<u64, usize, MixState> = HashMap::with_capacity_and_hasher(n - hashes.len(), MixState::new());
+    let mut add = |pieces: &[&str], tokens: &mut TokenText, hashes: &mut Vec<u64>| {
+        let span = tokens.push(pieces);
+        let hash = token_hash(&tokens.buffer[span.0 as usize..span.1 as usize]);
+        let body = seen.get(&hash).map(|&u| token_of[u]).filter(|&at| at != u32::MAX).map(|at| at as usize);
+        match body.or_else(|| later.get(&hash).copied()) {
+            Some(at) => tokens.spans[at] = span,
+            None => {
+                later.insert(hash, tokens.spans.len());
+                tokens.spans.push(span);
+                hashes.push(hash);
+            }
+        }
+    };
     for word in &subject_words {
-        let token = format!("s:{word}");
-        tokens.insert(token_hash(&token), token);
+        add(&["s:", word], &mut tokens, &mut hashes);
     }
-    for &(_, word, len) in unique.iter().filter(|u| u.2 > 12) {
-        let first = word.chars().next().expect("a word is never empty");
-        let token = format!("skip:{first}{}", len / 10);
-        tokens.insert(token_hash(&token), token);
+    let mut first = [0u8; 4];
+    for (&(_, word), &len) in unique.iter().zip(&lengths).filter(|(_, &len)| len > 12) {
+        let first = word.chars().next().expect("a word is never empty").encode_utf8(&mut first);
+        add(&["skip:", first, &(len / 10).to_string()], &mut tokens, &mut hashes);
     }
     for &token in extra {
-        tokens.insert(token_hash(token), token.to_owned());
+        add(&[token], &mut tokens, &mut hashes);
     }
 
     let subject_hashes = subject_words.iter().map(|w| token_hash(w));
@@ -156,7 +202,7 @@ pub fn text_prints(subject: &str, text: &str, extra: &[&str], skeletons: &[&str]
         buffer.extend_from_slice(skeleton.as_bytes());
         shingles.push(xxh3_64(&buffer));
     }
-    TextPrints { tokens: tokens.tokens, hashes: tokens.hashes, signature: signature(&shingles, min_shingles) }
+    TextPrints { tokens, hashes, signature: signature(&shingles, min_shingles) }
 }
 
 /// The one-permutation MinHash of the hashes (repeats counted once), densified by rotation; None
@@ -225,22 +271,29 @@ pub fn split_urls(text: &str) -> (String, Vec<&str>) {
                 continue;
             }
         }
-        // ASCII as bytes; any other character as its UTF-8 bytes
-        let (space, len) = if b < 0x80 {
-            (is_space(b as char), 1)
+        // a run of plain ASCII (no blank, no URL start) copied at once; any other character alone
+        let len = if b < 0x80 {
+            if is_space(b as char) {
+                blank = true;
+                at += 1;
+                continue;
+            }
+            1 + bytes[at + 1..].iter().position(|&c| c >= 0x80 || c == b'h' || c == b'w' || is_space(c as char))
+                .unwrap_or(bytes.len() - at - 1)
         } else {
             let c = text[at..].chars().next().expect("at a character boundary");
-            (is_space(c), c.len_utf8())
-        };
-        if space {
-            blank = true;
-        } else {
-            if blank && !out.is_empty() {
-                out.push(b' ');
+            if is_space(c) {
+                blank = true;
+                at += c.len_utf8();
+                continue;
             }
-            blank = false;
-            out.extend_from_slice(&bytes[at..at + len]);
+            c.len_utf8()
+        };
+        if blank && !out.is_empty() {
+            out.push(b' ');
         }
+        blank = false;
+        out.extend_from_slice(&bytes[at..at + len]);
         at += len;
     }
     (String::from_utf8(out).expect("whole characters copied"), urls)
