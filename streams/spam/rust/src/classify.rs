@@ -3,8 +3,6 @@
 //! (the same float operations in the same order, and libm's exp/log/log1p, which CPython calls too;
 //! fsum is exactly rounded, so its order does not matter).
 
-use std::cmp::Ordering;
-
 use crate::table::Table;
 
 /// (strength |p-0.5|, ln p, ln(1-p), token hash), as `classifier.Clue`.
@@ -80,7 +78,7 @@ impl Classifier {
             return (0.5, used);
         }
         // as Python sorts the tuples, reversed; tokens are unique, so ties are equal tuples
-        used.sort_unstable_by(|a, b| compare(&b.0, &a.0));
+        used.sort_unstable_by_key(|c| std::cmp::Reverse(order_key(&c.0)));
         used.truncate(self.max_tokens);
         let n = 2 * used.len();
         let hamminess = one_minus_chi2q(-2.0 * fsum(used.iter().map(|c| c.0 .1)), n);
@@ -109,9 +107,15 @@ impl TokenProb {
     }
 }
 
-fn compare(a: &Clue, b: &Clue) -> Ordering {
-    let floats = |x: f64, y: f64| x.partial_cmp(&y).unwrap_or(Ordering::Equal);
-    floats(a.0, b.0).then(floats(a.1, b.1)).then(floats(a.2, b.2)).then(a.3.cmp(&b.3))
+/// A clue as integers that compare as Python compares the tuples (floats compared on their bits: a
+/// float compare chain made the sort half of `classify`). Exact for these floats: none is NaN or
+/// -0.0 (dist >= +0.0 from abs; ln p and ln(1-p) < 0 for 0 < p < 1).
+fn order_key(c: &Clue) -> [u64; 4] {
+    let float = |x: f64| {
+        let bits = x.to_bits();
+        if bits >> 63 == 1 { !bits } else { bits | 1 << 63 }
+    };
+    [float(c.0), float(c.1), float(c.2), c.3]
 }
 
 /// P(chi-squared with v (even) degrees of freedom >= x2), as `classifier.chi2q`.
@@ -136,12 +140,28 @@ pub fn one_minus_chi2q(x2: f64, v: usize) -> f64 {
     let m = x2 / 2.0;
     let k = v / 2;
     if m > k as f64 {
-        let ln_gamma_k: f64 = (2..k).map(|i| (i as f64).ln()).sum();
-        if k as f64 * (-m + (k as f64 - 1.0) * m.ln() - ln_gamma_k).exp() < TINY {
+        if k as f64 * (-m + (k as f64 - 1.0) * m.ln() - ln_gamma(k)).exp() < TINY {
             return 1.0;
         }
     }
     1.0 - chi2q(x2, v)
+}
+
+/// ln Gamma(k) = ln((k-1)!) of a whole k, from a table made once (a sum of k logarithms per call was
+/// a third of `classify`).
+fn ln_gamma(k: usize) -> f64 {
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut table = vec![0.0; 1025];
+        for i in 2..table.len() {
+            table[i] = table[i - 1] + ((i - 1) as f64).ln();
+        }
+        table
+    });
+    match table.get(k) {
+        Some(&value) => value,
+        None => (2..k).map(|i| (i as f64).ln()).sum(),
+    }
 }
 
 /// An exactly rounded sum: CPython's `math.fsum` (Shewchuk's partials, half-even fix-up), finite inputs.
