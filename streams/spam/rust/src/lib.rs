@@ -40,6 +40,14 @@ impl Tokens {
     }
 }
 
+/// The hashes of an `array("Q")` (an empty one has no aligned buffer to read).
+fn hashes_of(tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
+    if tokens.len()? == 0 {
+        return Ok(Vec::new());
+    }
+    PyBuffer::<u64>::get(tokens)?.to_vec(tokens.py())
+}
+
 fn u64_bytes(values: &[u64]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_ne_bytes()).collect()
 }
@@ -125,14 +133,14 @@ impl TokenCounts {
         self.inner.nham
     }
 
-    fn learn(&mut self, py: Python<'_>, tokens: PyBuffer<u64>, is_spam: bool, weight: i64) -> PyResult<()> {
-        self.inner.learn(&tokens.to_vec(py)?, is_spam, weight);
+    fn learn(&mut self, tokens: &Bound<'_, PyAny>, is_spam: bool, weight: i64) -> PyResult<()> {
+        self.inner.learn(&hashes_of(tokens)?, is_spam, weight);
         Ok(())
     }
 
-    fn classify<'py>(&mut self, py: Python<'py>, tokens: PyBuffer<u64>)
+    fn classify<'py>(&mut self, py: Python<'py>, tokens: &Bound<'py, PyAny>)
                      -> PyResult<(f64, Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
-        let (prob, used) = self.inner.classify(&tokens.to_vec(py)?);
+        let (prob, used) = self.inner.classify(&hashes_of(tokens)?);
         let mut clues = Vec::with_capacity(used.len() * 32);
         let mut places = Vec::with_capacity(used.len() * 4);
         for ((dist, ln_p, ln_q, tok), at) in used {
