@@ -326,6 +326,16 @@ def unfold(value: str) -> str:
     return (_FOLD_RE.sub(" ", value) if "\n" in value else value).strip()
 
 
+def unfold_all(values: list[str]) -> list[str]:
+    """``unfold`` of each value; in Rust when built (its regex was ~15 us a mail, on Received lines)."""
+    if _native is not None and values:
+        try:
+            return _native.unfold_all(values)
+        except UnicodeEncodeError:  # 8-bit bytes kept as surrogates: not UTF-8
+            pass
+    return list(map(unfold, values))
+
+
 def _first(headers: dict[str, list[str]], name: str) -> str:
     values = headers.get(name)
     return decode_words(unfold(values[0])) if values else ""
@@ -343,7 +353,7 @@ def _address(value: str) -> str:
 
 def header_facts(headers: dict[str, list[str]]) -> HeaderFacts:
     from_name, from_addr = _parseaddr(_first(headers, "from"))
-    recipients = list(map(unfold, headers.get("to", []) + headers.get("cc", [])))
+    recipients = unfold_all(headers.get("to", []) + headers.get("cc", []))
     return HeaderFacts(
         names=list(headers),
         from_addr=from_addr.lower(),
@@ -355,7 +365,7 @@ def header_facts(headers: dict[str, list[str]]) -> HeaderFacts:
         date=_first(headers, "date"),
         to_count=sum(v.count("@") for v in recipients),  # a count, cheaply: quoted @s are rare
         to=" ".join(recipients)[:MAX_HEADER_CHARS].lower(),
-        received=[unfold(v)[:300].lower() for v in headers.get("received", [])[:12]],
+        received=[v[:300].lower() for v in unfold_all(headers.get("received", [])[:12])],
     )
 
 

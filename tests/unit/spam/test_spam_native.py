@@ -119,6 +119,13 @@ def test_header_field_edge_cases(head: str) -> None:
         assert list(map(str, native.defects)) == list(map(str, reference.defects))
 
 
+@pytest.mark.parametrize("value", [
+    "", " a ", "a\nb", "a\r\n\t b", "\r\n", "a\r\r\n  b\n\nc", "x\n", "\u3000a\u2003\n\u00a0", "a\rb\n\t\tc\r",
+])
+def test_unfold_as_the_regex(value: str) -> None:
+    assert _native.unfold_all([value, value + " z"]) == [normalize.unfold(value), normalize.unfold(value + " z")]
+
+
 def test_words_cut_every_character_as_python_does() -> None:
     """White space, edge punctuation and CJK as Python's str methods and regexes see them, for every code point."""
     text = "".join(f"a{chr(c)}b{chr(c)} {chr(c)}7x " for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)

@@ -64,3 +64,32 @@ pub fn fields(head: &str) -> Fields<'_> {
     }
     found
 }
+
+/// Python's `str.isspace`, for `str.strip`.
+fn is_blank(c: char) -> bool {
+    matches!(c, '\t'..='\r' | '\u{1c}'..='\u{20}' | '\u{85}' | '\u{a0}' | '\u{1680}' | '\u{2000}'..='\u{200a}'
+        | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}')
+}
+
+/// `normalize.unfold`: each `\r?\n[ \t]*` one blank, then white space off both ends.
+pub fn unfold(value: &str) -> String {
+    if !value.contains('\n') {
+        return value.trim_matches(is_blank).to_owned();
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\n' {
+            out.push(c);
+            continue;
+        }
+        if out.ends_with('\r') {
+            out.pop(); // the \r just before this \n, copied a moment ago
+        }
+        out.push(' ');
+        while matches!(chars.peek(), Some(' ' | '\t')) {
+            chars.next();
+        }
+    }
+    out.trim_matches(is_blank).to_owned()
+}

@@ -102,6 +102,12 @@ fn header_fields(head: &str) -> PyResult<(Vec<(&str, &str)>, Vec<(&str, &str)>, 
     Ok((found.all, found.content, found.bad))
 }
 
+/// `normalize.unfold` of each value.
+#[pyfunction]
+fn unfold_all(values: Vec<PyBackedStr>) -> Vec<String> {
+    values.iter().map(|v| header::unfold(v)).collect()
+}
+
 /// `fingerprint.words` (the native word cutter, for tests).
 #[pyfunction]
 fn words(text: &str) -> Vec<String> {
@@ -190,6 +196,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(words, m)?)?;
     m.add_function(wrap_pyfunction!(split_urls, m)?)?;
     m.add_function(wrap_pyfunction!(header_fields, m)?)?;
+    m.add_function(wrap_pyfunction!(unfold_all, m)?)?;
     m.add_function(wrap_pyfunction!(html_to_text, m)?)?;
     m.add_class::<Tokens>()?;
     m.add_class::<TokenCounts>()?;
