@@ -237,10 +237,21 @@ def _keep_param(name: str) -> bool:
     return name not in TRACKING_PARAMS and not name.startswith(TRACKING_PREFIXES)
 
 
+# the simple path of normalize_url in Rust, given our tracking parameters (one list, here)
+_URL_FORMS = None if _native is None else _native.UrlForms(sorted(TRACKING_PARAMS), list(TRACKING_PREFIXES))
+
+
 @lru_cache(maxsize=8192)
 def normalize_url(url: str) -> str | None:
     """``host[:port]/path?query`` without scheme, fragment, default port or tracking
     parameters, remaining parameters sorted; None when it is no web URL."""
+    if _URL_FORMS is not None and _native is not None and (simple_form := _URL_FORMS.simple(url)) is not None:
+        return simple_form
+    return normalize_url_py(url)
+
+
+def normalize_url_py(url: str) -> str | None:
+    """``normalize_url`` in Python: the reference, and all URLs the native simple path leaves to it."""
     url = url.strip().strip("<>\"'.,;:!").replace("\\", "/")
     if url.lower().startswith("www."):
         url = "http://" + url

@@ -126,6 +126,26 @@ def test_unfold_as_the_regex(value: str) -> None:
     assert _native.unfold_all([value, value + " z"]) == [normalize.unfold(value), normalize.unfold(value + " z")]
 
 
+def test_urls_normalise_as_python_does(corpus: list[tuple[str, bool, bytes]]) -> None:
+    urls = ["www.A.com", "HTTP://a.b//c//?x=1&utm_source=y&b=", "http://1234/", "http://xn--e1a.b/", "http://a.b/?",
+            "http://a.b/?a&&b", "http://a.b?k=v=w", "<https://a.b/c/>.", " http://\u00e9.b/ ", "http://a.b:80/x",
+            "http://.../", "http://a.b/p#f", "http://a.b/%41", "\thttps://x.y/a\\b?EMAIL=1&Ref=2&z=3", "ftp://a.b/"]
+    for _, _, raw in corpus:
+        msg, _ = mime.parse(raw)
+        plain, markup = normalize._texts(msg, normalize.Extracted(), 64, 60_000)
+        for doc in markup:
+            plain.append(normalize.html_to_text(doc)[0])
+            urls += normalize.html_to_text(doc)[1]
+        urls += normalize.split_urls(normalize._fold_letters(" ".join(plain)))[1]
+    forms = _native.UrlForms(sorted(normalize.TRACKING_PARAMS), list(normalize.TRACKING_PREFIXES))
+    simple = 0
+    for url in urls:
+        form = forms.simple(url)
+        simple += form is not None
+        assert form is None or form == normalize.normalize_url_py(url), url
+    assert simple > len(urls) // 2
+
+
 def test_words_cut_every_character_as_python_does() -> None:
     """White space, edge punctuation and CJK as Python's str methods and regexes see them, for every code point."""
     text = "".join(f"a{chr(c)}b{chr(c)} {chr(c)}7x " for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)

@@ -9,6 +9,7 @@ mod markup;
 mod mixhash;
 mod table;
 mod text;
+mod urls;
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyIndexError, PyValueError};
@@ -190,6 +191,25 @@ impl SignatureIndex {
     }
 }
 
+/// `normalize.normalize_url`'s simple path, with the tracking parameters it drops.
+#[pyclass(frozen, module = "streams.spam._native")]
+struct UrlForms {
+    tracking: urls::TrackingParams,
+}
+
+#[pymethods]
+impl UrlForms {
+    #[new]
+    fn new(names: Vec<String>, prefixes: Vec<String>) -> Self {
+        Self { tracking: urls::TrackingParams { names: names.into_iter().collect(), prefixes } }
+    }
+
+    /// The normalised form of a simple URL, or None where Python's general path must decide.
+    fn simple(&self, url: &str) -> Option<String> {
+        urls::simple_url(url, &self.tracking)
+    }
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(text_prints, m)?)?;
@@ -201,5 +221,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Tokens>()?;
     m.add_class::<TokenCounts>()?;
     m.add_class::<SignatureIndex>()?;
+    m.add_class::<UrlForms>()?;
     Ok(())
 }
