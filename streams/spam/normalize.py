@@ -352,9 +352,23 @@ def _first(headers: dict[str, list[str]], name: str) -> str:
     return decode_words(unfold(values[0])) if values else ""
 
 
+# the shapes most senders have, for which the stdlib's parser gives what is plain to see (test_spam_fast_paths
+# holds the two to the same answers): "local@domain", "Some Name <local@domain>", "\"Any name\" <local@domain>"
+_DOT_ATOM_ADDR = r"[A-Za-z0-9_+=%-]+(?:\.[A-Za-z0-9_+=%-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_PLAIN_ADDRESS_RE = re.compile(rf"""[ \t]*(?:({_DOT_ATOM_ADDR})|([A-Za-z0-9 \t.'_-]*)<({_DOT_ATOM_ADDR})>"""
+                               rf"""|"([^"\\\r\n]*)"[ \t]*<({_DOT_ATOM_ADDR})>)[ \t]*""")
+
+
 @lru_cache(maxsize=4096)
 def _parseaddr(value: str) -> tuple[str, str]:
-    """The stdlib's (name, address), memoised: senders repeat, and its parser is slow Python."""
+    """The stdlib's (name, address), memoised: senders repeat, and its parser is slow Python (~10 us)."""
+    if plain := _PLAIN_ADDRESS_RE.fullmatch(value):
+        bare, words, addr, quoted, quoted_addr = plain.groups()
+        if bare is not None:
+            return "", bare
+        if addr is not None:
+            return " ".join(words.split()), addr
+        return quoted, quoted_addr
     return parseaddr(value)
 
 

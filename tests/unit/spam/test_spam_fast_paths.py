@@ -211,3 +211,27 @@ def test_classifier_memo_is_bounded_and_refilled(monkeypatch: pytest.MonkeyPatch
     mixed = first + second[:10]  # some memoised, some not, and the memo past its limit
     assert c.classify(mixed).best == reference_classify(c, mixed)[1] and len(c._memo) == len(mixed)
     assert c.classify(second).best == expected
+
+
+def test_plain_addresses_parse_as_the_stdlib_parses_them() -> None:
+    """The regex shortcut of ``normalize._parseaddr`` answers as ``email.utils.parseaddr`` for what it takes."""
+    from email.utils import parseaddr
+
+    rng = random.Random(4)
+    pieces = ["a", "Zz", "0", "_", "+", "=", "%", "-", "x.y", ".", "..", "", " ", "\t", "'", '"', "\\", "<", ">",
+              "@", ",", "(", ")", ":", ";", "[", "]", "é"]
+    values = ["a@b.c", " Ann  Lee\t<a.b+c@d-e.f> ", '"Lee, Ann" <x@y>', '""<x@y>', ". <a@b>", "a..b@c", "<a@b>",
+              "a@b.", '"a\\"b" <c@d>', "Ann <a@b> (x)", "a@b, c@d", "A <@r:a@b>"]
+    for _ in range(30_000):
+        values.append("".join(rng.choice(pieces) for _ in range(rng.randint(1, 9))))
+        local = "".join(rng.choice(["a", "b.c", ".", "-", "+"]) for _ in range(rng.randint(1, 3)))
+        domain = "".join(rng.choice(["x", "y.z", ".", "-"]) for _ in range(rng.randint(1, 3)))
+        name = "".join(rng.choice(["A", " ", "\t", ".", "'", "_", '"', "b", ""]) for _ in range(rng.randint(0, 4)))
+        values.append(rng.choice([f"{local}@{domain}", f"{name} <{local}@{domain}>", f'"{name}" <{local}@{domain}>',
+                                  f" {local}@{domain}\t", f"{name}<{local}@{domain}> "]))
+    taken = 0
+    for value in values:
+        normalize._parseaddr.cache_clear()
+        taken += normalize._PLAIN_ADDRESS_RE.fullmatch(value) is not None
+        assert normalize._parseaddr(value) == parseaddr(value), value
+    assert taken > 5_000
