@@ -292,6 +292,13 @@ def url_host(normalized: str) -> str:
 def url_skeleton(normalized: str) -> str:
     """A URL with what varies per recipient blanked: digits, random-looking path
     segments and every parameter value. Two mailings of one campaign share it."""
+    if _native is not None and (skeleton := _native.UrlForms.skeleton(normalized)) is not None:
+        return skeleton
+    return url_skeleton_py(normalized)
+
+
+def url_skeleton_py(normalized: str) -> str:
+    """``url_skeleton`` in Python: the reference, and the URLs the native one leaves to it."""
     base, _, query = normalized.partition("?")
     base = _RANDOMISH_RE.sub("*", _SKELETON_RE.sub("0", base.lower()))
     if "%" in query or "+" in query:  # escapes: the stdlib unquotes them

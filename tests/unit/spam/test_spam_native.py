@@ -144,6 +144,12 @@ def test_urls_normalise_as_python_does(corpus: list[tuple[str, bool, bytes]]) ->
         simple += form is not None
         assert form is None or form == normalize.normalize_url_py(url), url
     assert simple > len(urls) // 2
+    forms_of_all = [f for f in map(normalize.normalize_url_py, urls) if f]
+    forms_of_all += ["a.b/x1234567890abc/Y0000000000000z/abcdefghijklmn0/-_0aaaaaaaaaa?B=1&a&b=2&&A=", "a.b/?x=%41&y+z",
+                     "a.b/0aaaaaaaaaaa/aaaaaaaaaaa0/aaaaaaaaaaaaaa", "\u00e9.b/1", "a.b/" + "a0" * 40, "a.b?", "a.b"]
+    for form in forms_of_all:
+        skeleton = _native.UrlForms.skeleton(form)
+        assert skeleton is None or skeleton == normalize.url_skeleton_py(form), form
 
 
 def test_words_cut_every_character_as_python_does() -> None:

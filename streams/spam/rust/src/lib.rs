@@ -208,6 +208,12 @@ impl UrlForms {
     fn simple(&self, url: &str) -> Option<String> {
         urls::simple_url(url, &self.tracking)
     }
+
+    /// `normalize.url_skeleton` of a normalised URL, or None where the Python code must decide.
+    #[staticmethod]
+    fn skeleton(normalized: &str) -> Option<String> {
+        urls::skeleton(normalized)
+    }
 }
 
 #[pymodule]

@@ -116,3 +116,52 @@ pub fn simple_url(url: &str, tracking: &TrackingParams) -> Option<String> {
     }
     Some(out)
 }
+
+/// `normalize.url_skeleton` of an ASCII normalised URL without escapes in its query (else None, for
+/// the Python code): digit runs as "0", random-looking runs (`_RANDOMISH_RE`) as "*", parameter names only.
+pub fn skeleton(normalized: &str) -> Option<String> {
+    if !normalized.is_ascii() {
+        return None;
+    }
+    let (base, query) = normalized.split_once('?').unwrap_or((normalized, ""));
+    if query.contains(['%', '+']) {
+        return None;
+    }
+    // each run of digits is one "0" (`_SKELETON_RE`)
+    let mut folded: Vec<u8> = Vec::with_capacity(base.len());
+    let mut in_digits = false;
+    for &b in base.as_bytes() {
+        let digit = b.is_ascii_digit();
+        if !(digit && in_digits) {
+            folded.push(if digit { b'0' } else { b.to_ascii_lowercase() });
+        }
+        in_digits = digit;
+    }
+    let is_run = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-';
+    let mut out = String::with_capacity(normalized.len());
+    let mut at = 0;
+    while at < folded.len() {
+        let letters = folded[at..].iter().position(|b| !b.is_ascii_lowercase()).map_or(folded.len(), |n| at + n);
+        let random = letters < folded.len() && folded[letters].is_ascii_digit() && {
+            let run = folded[at..].iter().position(|&b| !is_run(b)).unwrap_or(folded.len() - at);
+            if run >= 12 {
+                out.push('*');
+                at += run;
+            }
+            run >= 12
+        };
+        if !random {
+            out.push(folded[at] as char);
+            at += 1;
+        }
+    }
+    let mut keys: Vec<String> = query.split('&').filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').map_or(p, |(k, _)| k).to_ascii_lowercase()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if !keys.is_empty() {
+        out.push('?');
+        out.push_str(&keys.join("&"));
+    }
+    Some(out)
+}
