@@ -152,6 +152,13 @@ def test_urls_normalise_as_python_does(corpus: list[tuple[str, bool, bytes]]) ->
         assert skeleton is None or skeleton == normalize.url_skeleton_py(form), form
 
 
+def test_fields_group_by_lower_case_name() -> None:
+    fields = [("Received", "a"), ("X-Y", "\udcff"), ("received", "b"), ("SUBJECT", "s"), ("x-y", "c")]
+    with python_only():
+        reference = normalize.raw_headers(fields)
+    assert _native.group_fields(fields) == reference and list(_native.group_fields(fields)) == list(reference)
+
+
 def test_words_cut_every_character_as_python_does() -> None:
     """White space, edge punctuation and CJK as Python's str methods and regexes see them, for every code point."""
     text = "".join(f"a{chr(c)}b{chr(c)} {chr(c)}7x " for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)

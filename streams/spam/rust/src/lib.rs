@@ -15,7 +15,7 @@ use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 /// A mail's classifier tokens, made into Python strings only when read (scoring reads five).
 #[pyclass(frozen, sequence, module = "streams.spam._native")]
@@ -101,6 +101,24 @@ fn header_fields(head: &str) -> PyResult<(Vec<(&str, &str)>, Vec<(&str, &str)>, 
     }
     let found = header::fields(head);
     Ok((found.all, found.content, found.bad))
+}
+
+/// `normalize.raw_headers`: (name, value) fields by lower-cased name, values as given. Names are
+/// RFC 5322 ftext (ASCII: `mime._FIELD_RE`), so ASCII lower case is Python's.
+#[pyfunction]
+fn group_fields<'py>(py: Python<'py>, fields: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    for field in fields.iter() {
+        let field = field.cast_into::<PyTuple>()?;
+        let (name, value) = (field.get_item(0)?, field.get_item(1)?);
+        let name = name.cast::<PyString>()?.to_str()?;
+        let key = PyString::new(py, &name.to_ascii_lowercase());
+        match out.get_item(&key)? {
+            Some(values) => values.cast_into::<PyList>()?.append(value)?,
+            None => out.set_item(key, PyList::new(py, [value])?)?,
+        }
+    }
+    Ok(out)
 }
 
 /// `normalize.unfold` of each value.
@@ -223,6 +241,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(split_urls, m)?)?;
     m.add_function(wrap_pyfunction!(header_fields, m)?)?;
     m.add_function(wrap_pyfunction!(unfold_all, m)?)?;
+    m.add_function(wrap_pyfunction!(group_fields, m)?)?;
     m.add_function(wrap_pyfunction!(html_to_text, m)?)?;
     m.add_class::<Tokens>()?;
     m.add_class::<TokenCounts>()?;
