@@ -39,4 +39,4 @@ tools:
 	fi
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info streams/spam/rust/target streams/spam/_native*.so

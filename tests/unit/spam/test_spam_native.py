@@ -190,6 +190,12 @@ def test_the_native_classifier_gives_the_python_verdicts(corpus: list[tuple[str,
     for spam, tokens in mails[:100]:  # unlearning is exact too
         for c in (python, native):
             c.learn(tokens, spam, -1)
+    for spam, tokens in mails[100:300]:  # down to no count: the native table removes them
+        for c in (python, native):
+            c.learn(tokens, spam, -2)
+    for spam, tokens in mails[150:200]:  # and back
+        for c in (python, native):
+            c.learn(tokens, spam, 1)
     assert (python.nspam, python.nham) == (native.nspam, native.nham)
     for _, tokens in mails[500:] + [(False, array("Q")), (True, array("Q", [1, 2, 3]))]:
         tokens = array("Q", random.Random(len(tokens)).sample(list(tokens), len(tokens)))  # not sorted
