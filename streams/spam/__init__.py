@@ -1,7 +1,7 @@
 """spam-filter: fuzzy, pattern-based spam scoring that learns from spam/ham reports.
 
 The pure core lives here (no Kafka): ``mime`` splits a raw message into its
-parts; ``normalize`` turns it into folded text, URLs and attachments;
+parts; ``normalize`` turns it into folded text, URLs (in ``urls``' forms) and attachments;
 ``fingerprint`` makes near-duplicate-proof signatures of it; ``patterns`` keeps
 the reported patterns (the state of the compacted ``spam.patterns`` topic),
 found by ``lsh``, the banded index of their signatures;

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.spam import _native, classifier, lsh, mime, normalize, textprints
+from streams.spam import _native, classifier, lsh, mime, normalize, textprints, urls
 from streams.spam.classifier import NativeTokenClassifier, TokenClassifier, extra_tokens
 from streams.spam.fingerprint import words
 from streams.spam.scoring import Report, SpamFilter, clear_caches
@@ -27,7 +27,7 @@ from streams.spam.settings import SpamSettings
 from spam_helpers import corpus_dir
 
 FOLDERS = ("easy_ham", "easy_ham_2", "hard_ham", "hard_ham_2", "spam", "spam_2")
-_WITH_NATIVE = (classifier, lsh, mime, normalize, textprints)
+_WITH_NATIVE = (classifier, lsh, mime, normalize, textprints, urls)
 
 
 @pytest.fixture(scope="module")

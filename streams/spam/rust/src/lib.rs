@@ -209,7 +209,7 @@ impl SignatureIndex {
     }
 }
 
-/// `normalize.normalize_url`'s simple path, with the tracking parameters it drops.
+/// `urls.normalize_url`'s simple path, with the tracking parameters it drops.
 #[pyclass(frozen, module = "streams.spam._native")]
 struct UrlForms {
     tracking: urls::TrackingParams,
@@ -227,7 +227,7 @@ impl UrlForms {
         urls::simple_url(url, &self.tracking)
     }
 
-    /// `normalize.url_skeleton` of a normalised URL, or None where the Python code must decide.
+    /// `urls.url_skeleton` of a normalised URL, or None where the Python code must decide.
     #[staticmethod]
     fn skeleton(normalized: &str) -> Option<String> {
         urls::skeleton(normalized)

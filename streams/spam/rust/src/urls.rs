@@ -1,4 +1,4 @@
-//! The simple-URL path of `normalize.normalize_url` (`_SIMPLE_URL_RE`): an http(s) URL of a plain
+//! The simple-URL path of `urls.normalize_url` (`_SIMPLE_URL_RE`): an http(s) URL of a plain
 //! host name, a path of plain characters and a query of plain k=v pairs, with nothing for
 //! urlsplit, quote or parse_qsl to do. Anything else is left to the Python code (None).
 
@@ -10,7 +10,7 @@ pub struct TrackingParams {
 }
 
 impl TrackingParams {
-    /// `normalize._keep_param`.
+    /// `urls._keep_param`.
     fn keep(&self, name: &str) -> bool {
         let name = name.to_ascii_lowercase();
         !self.names.contains(&name) && !self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
@@ -117,7 +117,7 @@ pub fn simple_url(url: &str, tracking: &TrackingParams) -> Option<String> {
     Some(out)
 }
 
-/// `normalize.url_skeleton` of an ASCII normalised URL without escapes in its query (else None, for
+/// `urls.url_skeleton` of an ASCII normalised URL without escapes in its query (else None, for
 /// the Python code): digit runs as "0", random-looking runs (`_RANDOMISH_RE`) as "*", parameter names only.
 pub fn skeleton(normalized: &str) -> Option<String> {
     if !normalized.is_ascii() {
