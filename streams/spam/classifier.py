@@ -26,7 +26,8 @@ from itertools import compress, islice, repeat
 from operator import gt, is_, itemgetter
 
 from streams.spam.fingerprint import token_hashes
-from streams.spam.normalize import Extracted, registrable_domain, url_host
+from streams.spam.normalize import Extracted
+from streams.spam.urls import registrable_domain, url_host
 
 try:
     from streams.spam import _native

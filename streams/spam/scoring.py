@@ -34,14 +34,7 @@ from typing import Any
 from streams.spam import classifier, mime, normalize
 from streams.spam.classifier import Verdict, extra_tokens, new_classifier
 from streams.spam.fingerprint import attachment_hashes
-from streams.spam.normalize import (
-    Extracted,
-    extract,
-    normalize_url,
-    registrable_domain,
-    url_host,
-    url_skeleton,
-)
+from streams.spam.normalize import Extracted, extract
 from streams.spam.patterns import (
     ADMIN,
     HAM,
@@ -54,6 +47,7 @@ from streams.spam.patterns import (
 )
 from streams.spam.settings import SpamSettings
 from streams.spam.textprints import text_prints
+from streams.spam.urls import normalize_url, registrable_domain, url_host, url_skeleton
 
 VERDICTS = ("spam", "unsure", "ham")
 

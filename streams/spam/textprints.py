@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from streams.spam.classifier import body_tokens
 from streams.spam.fingerprint import Signature, shingles, signature, token_hashes, words
-from streams.spam.normalize import url_skeleton
+from streams.spam.urls import url_skeleton
 
 try:
     from streams.spam import _native
