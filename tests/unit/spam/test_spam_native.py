@@ -129,7 +129,11 @@ def test_unfold_as_the_regex(value: str) -> None:
 def test_urls_normalise_as_python_does(corpus: list[tuple[str, bool, bytes]]) -> None:
     urls = ["www.A.com", "HTTP://a.b//c//?x=1&utm_source=y&b=", "http://1234/", "http://xn--e1a.b/", "http://a.b/?",
             "http://a.b/?a&&b", "http://a.b?k=v=w", "<https://a.b/c/>.", " http://\u00e9.b/ ", "http://a.b:80/x",
-            "http://.../", "http://a.b/p#f", "http://a.b/%41", "\thttps://x.y/a\\b?EMAIL=1&Ref=2&z=3", "ftp://a.b/"]
+            "http://.../", "http://a.b/p#f", "http://a.b/%41", "\thttps://x.y/a\\b?EMAIL=1&Ref=2&z=3", "ftp://a.b/",
+            "http://a.b:8080/x", "http://a.b:0080/", "http://a.b:443", "http://a.b:/x", "http://a.b:99999/", "http://a.b:65536",
+            "http://a.b:123456/", "http://a:b@c.d/", "http://a.b/?x=1#f?y", "http://a.b#", "#x", "top", "mailto:a@b",
+            "http:a.b", "http:/a.b", "ht\ttp://a.b/", "\x01http://a.b/", "http://a.b/c d", "HTTPS://A.B:443/X?Y=1#Z",
+            "javascript:x()", "http://1.2.3.4:81/", "http://[::1]:80/", "www.a.b:8000/p?q=1#r", "http://a.b/#?x=1"]
     for _, _, raw in corpus:
         msg, _ = mime.parse(raw)
         plain, markup = normalize._texts(msg, normalize.Extracted(), 64, 60_000)
@@ -142,7 +146,7 @@ def test_urls_normalise_as_python_does(corpus: list[tuple[str, bool, bytes]]) ->
     for url in urls:
         form = forms.simple(url)
         simple += form is not None
-        assert form is None or form == normalize.normalize_url_py(url), url
+        assert form is None or (form or None) == normalize.normalize_url_py(url), url
     assert simple > len(urls) // 2
     forms_of_all = [f for f in map(normalize.normalize_url_py, urls) if f]
     forms_of_all += ["a.b/x1234567890abc/Y0000000000000z/abcdefghijklmn0/-_0aaaaaaaaaa?B=1&a&b=2&&A=", "a.b/?x=%41&y+z",
@@ -243,3 +247,18 @@ def test_scores_are_the_same_with_and_without_the_extension(corpus: list[tuple[s
 
 def test_the_extension_is_built_from_this_tree() -> None:
     assert Path(_native.__file__).parent == Path(textprints.__file__).parent
+
+
+def test_random_urls_normalise_as_python_does() -> None:
+    rng = random.Random(11)
+    parts = ["http://", "https://", "HTTP://", "www.", "a", "B", "0", "9", ".", "-", "_", "/", "//", ":", ":80", ":443",
+             ":8080", ":0", ":65536", "?", "&", "=", "#", "%41", "+", "~", "!", "@", "utm_x", "ref", "EMAIL", "xn--", "é",
+             " ", "\t", "\\", "<", ">", "'", '"', ";", ",", "[", "]", "mailto:", "1.2.3.4", "::", "(", ")", "*", "$"]
+    decided = 0
+    for _ in range(30_000):
+        url = rng.choice(["http://", "https://", "www.", ""]) + "".join(rng.choice(parts) for _ in range(rng.randint(1, 10)))
+        form = urls._URL_FORMS.simple(url)  # type: ignore[union-attr]
+        if form is not None:
+            decided += 1
+            assert (form or None) == urls.normalize_url_py(url), url
+    assert decided > 5_000

@@ -35,8 +35,9 @@ fn is_query_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"_.~-".contains(&b)
 }
 
-/// `_SIMPLE_URL_RE.fullmatch` (re.ASCII): (host, path, query) spans, or None.
-fn simple_parts(url: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+/// `_SIMPLE_URL_RE.fullmatch` (re.ASCII) but that the host may end in `:port`: (host, port,
+/// path, query) spans, or None.
+fn simple_parts(url: &[u8]) -> Option<(&[u8], Option<&[u8]>, &[u8], &[u8])> {
     let scheme = if url.len() >= 8 && url[..8].eq_ignore_ascii_case(b"https://") {
         8
     } else if url.len() >= 7 && url[..7].eq_ignore_ascii_case(b"http://") {
@@ -51,6 +52,14 @@ fn simple_parts(url: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
         return None;
     }
     let mut at = host_end;
+    let port = if url.get(at) == Some(&b':') {
+        let end = run(at + 1, |b| b.is_ascii_digit());
+        let port = &url[at + 1..end];
+        at = end;
+        Some(port)
+    } else {
+        None
+    };
     let path = if url.get(at) == Some(&b'/') {
         let end = run(at, is_path);
         let path = &url[at..end];
@@ -60,7 +69,7 @@ fn simple_parts(url: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
         &url[at..at]
     };
     if at == url.len() {
-        return Some((host, path, &url[at..at]));
+        return Some((host, port, path, &url[at..at]));
     }
     if url[at] != b'?' {
         return None;
@@ -73,26 +82,47 @@ fn simple_parts(url: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
             return None;
         }
     }
-    Some((host, path, query))
+    Some((host, port, path, query))
 }
 
-/// `normalize_url` of a simple URL; None where the Python code must decide (not simple, a host of
-/// digits only, or an IDNA one).
+/// What `normalize_url` gives where that is plain: Some(form), Some("") for what is no web URL,
+/// None where the Python code must decide. Beyond `_SIMPLE_URL_RE`: a fragment (urlsplit drops it
+/// first), a port (dropped when 80 or 443, as `parts.port` reads it), and any scheme but http(s).
 pub fn simple_url(url: &str, tracking: &TrackingParams) -> Option<String> {
     let url = url.trim_matches(is_blank).trim_matches(|c| "<>\"'.,;:!".contains(c));
-    if !url.is_ascii() {
+    // urlsplit drops control characters and blanks (even inside): leave those to it
+    if !url.is_ascii() || url.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return None;
     }
     let mut url = url.replace('\\', "/");
     if url.len() >= 4 && url[..4].eq_ignore_ascii_case("www.") {
         url.insert_str(0, "http://");
     }
-    let (host, path, query) = simple_parts(url.as_bytes())?;
+    let lower = url.as_bytes()[..url.len().min(8)].to_ascii_lowercase();
+    if !(lower.starts_with(b"http://") || lower.starts_with(b"https://")) {
+        // urlsplit finds no http(s) scheme with a network location: no web URL
+        return Some(String::new());
+    }
+    let without_fragment = url.split_once('#').map_or(url.as_str(), |(u, _)| u);
+    let (host, port, path, query) = simple_parts(without_fragment.as_bytes())?;
     let host = std::str::from_utf8(host).ok()?.trim_matches('.').to_ascii_lowercase();
     if host.bytes().all(|b| b.is_ascii_digit()) || host.contains("xn--") {
         return None;
     }
+    let port: Option<u32> = match port {
+        None => None,
+        Some(digits) if !digits.is_empty() && digits.len() <= 5 => Some(std::str::from_utf8(digits).ok()?.parse().ok()?),
+        Some(_) => return None, // "host:" or a long port: as urlsplit has it
+    };
     let mut out = host;
+    match port {
+        Some(p) if p > 65_535 => return None,
+        Some(80 | 443) | None => {}
+        Some(p) => {
+            out.push(':');
+            out.push_str(&p.to_string());
+        }
+    }
     let start = out.len();
     for &b in path {
         if !(b == b'/' && out.len() > start && out.ends_with('/')) {
