@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 # Debian packages the gateway, its tests and benchmarks start for real
 PACKAGES := openjdk-17-jre-headless maven kcat swaks postfix clamav-daemon clamdscan clamav-testfiles \
             dovecot-pop3d spamassassin spamd spamc
+# rustup's cargo, for the spam filter's Rust extension that pip builds (setuptools-rust)
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: up test setup venv tools clean
@@ -24,7 +26,7 @@ setup: tools venv
 venv:
 	@[ -x $(BIN)/python ] || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --upgrade pip; }
 	$(BIN)/pip install --quiet -e '.[test]'
-	@$(BIN)/python -c 'import dns.resolver, grpc_tools, faust, confluent_kafka, aiosmtpd' || \
+	@$(BIN)/python -c 'import dns.resolver, grpc_tools, faust, confluent_kafka, aiosmtpd, streams.spam._native' || \
 	  { echo "the virtualenv $(VENV) lacks packages pyproject.toml names: rm -rf $(VENV) and run make again" >&2; exit 1; }
 
 tools:
@@ -37,4 +39,4 @@ tools:
 	fi
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info streams/spam/rust/target streams/spam/_native*.so

@@ -37,7 +37,8 @@ import numpy as np
 import xxhash
 import tlsh  # type: ignore[import-not-found,unused-ignore]  # py-tlsh: a C extension without stubs
 
-from streams.spam.normalize import Attachment, url_skeleton
+from streams.spam.normalize import Attachment
+from streams.spam.urls import url_skeleton
 
 BINS = 128
 BAND_ROWS = 4

@@ -20,6 +20,11 @@ import numpy as np
 
 from streams.spam.fingerprint import BANDS, BINS, Signature, band_keys
 
+try:
+    from streams.spam import _native
+except ImportError:  # not built: SignatureIndex serves, the same candidates
+    _native = None  # type: ignore[assignment]
+
 
 class SignatureIndex:
     """Signatures by id: the LSH buckets of their bands and their bins as matrix rows."""
@@ -67,3 +72,8 @@ class SignatureIndex:
         rows = self._matrix[list(map(self._rows.__getitem__, shared))]
         equal = np.count_nonzero(rows == np.frombuffer(sig, dtype=np.uint32), axis=1)
         return list(zip(shared, (equal / BINS).tolist()))
+
+
+def new_signature_index() -> SignatureIndex:
+    """The native index (``_native.SignatureIndex``: the same methods and answers) when built, else this one."""
+    return SignatureIndex() if _native is None else _native.SignatureIndex()  # type: ignore[return-value]

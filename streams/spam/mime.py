@@ -26,6 +26,11 @@ from email import errors, policy
 from functools import lru_cache
 from email.message import Message
 
+try:
+    from streams.spam import _native
+except ImportError:  # not built: the Python splitting below (the same fields)
+    _native = None  # type: ignore[assignment]
+
 MAX_HEADER_CHARS = 2048
 MAX_DEPTH = 8
 MAX_PARTS = 256
@@ -95,6 +100,22 @@ def _split_fields(head: str) -> list[str]:
 
 def _set_headers(msg: Message, head: str, fields: list[tuple[str, str]] | None) -> None:
     """The fields of ``head`` into ``msg``; with ``fields``, all go there and only Content-* into ``msg``."""
+    if _native is not None and head.isascii():  # split in Rust (8-bit bytes, kept as surrogates, are not UTF-8)
+        found, content, bad = _native.header_fields(head)
+        if fields is None:
+            content = found
+        else:
+            fields += found
+        for name, value in content:
+            msg.set_raw(name, value)
+        for field in bad:
+            msg.defects.append(errors.InvalidHeaderDefect(f"not a header field: {field[:40]!r}"))
+        return
+    _set_headers_py(msg, head, fields)
+
+
+def _set_headers_py(msg: Message, head: str, fields: list[tuple[str, str]] | None) -> None:
+    """``_set_headers`` in Python: the reference."""
     for n, field in enumerate(_split_fields(head)):
         if parsed := _FIELD_RE.match(field):  # name (RFC 5322 ftext) up to the first colon, blanks after it
             name, value = parsed[1], field[parsed.end() : parsed.end() + MAX_HEADER_CHARS]

@@ -6,13 +6,12 @@ raw and decoded here (RFC 2047), and nothing the sender declares is trusted:
 a charset that is unknown or wrong falls back to UTF-8 then cp1252, transfer encodings that do not decode are taken as they are, and lengths are
 our own caps, never the message's. Text is folded so that cosmetic changes do
 not change it: HTML to text, Unicode NFKC, confusable letters to Latin,
-zero-width characters out, lower case; URLs lose what tracks the reader.
+zero-width characters out, lower case; URLs lose what tracks the reader (``urls``).
 """
 
 from __future__ import annotations
 
 import html
-import ipaddress
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -22,20 +21,23 @@ from email.message import Message
 from email.utils import parseaddr
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from streams.spam.mime import MAX_HEADER_CHARS, content_type, parse
+from streams.spam.urls import (  # noqa: F401 - URL forms, here too for the callers that know them from here
+    TRACKING_PARAMS,
+    TRACKING_PREFIXES,
+    normalize_url,
+    normalize_url_py,
+    registrable_domain,
+    url_host,
+    url_skeleton,
+    url_skeleton_py,
+)
 
-TRACKING_PARAMS = frozenset({
-    "gclid", "gclsrc", "dclid", "fbclid", "msclkid", "yclid", "igshid", "gbraid", "wbraid", "twclid",
-    "mc_cid", "mc_eid", "_hsenc", "_hsmi", "hsctatracking", "mkt_tok", "trk", "trkcampaign", "sc_cid",
-    "s_cid", "elqtrackid", "elqtrack", "elq", "elqcampaignid", "vero_id", "vero_conv", "oly_enc_id",
-    "oly_anon_id", "rb_clickid", "ref", "ref_src", "referrer", "cmpid", "campaign_id", "email", "e",
-    "recipient", "uid", "subscriber", "sid", "tid", "ncid", "cid", "spm", "scid", "_ga", "_gl",
-})
-TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "ga_", "hmb_", "icid")
-# second-level labels under which a registrable domain has three labels (no PSL download offline)
-_SECOND_LEVEL = frozenset({"co", "com", "net", "org", "gov", "edu", "ac", "or", "ne", "go", "gob", "nic", "ltd", "plc"})
+try:
+    from streams.spam import _native
+except ImportError:  # not built: the regexes below do it all (the same results)
+    _native = None  # type: ignore[assignment]
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\ufeff"))
 _CONFUSABLE_PAIRS = (
@@ -59,16 +61,7 @@ _BREAK_RE = re.compile(r"<\s*/?\s*(?:br|p|div|tr|td|th|li|ul|ol|h[1-6]|table|blo
 _TAG_RE = re.compile(r"<[^>]*>")
 _FOLD_RE = re.compile(r"\r?\n[ \t]*")
 _COMBINING_RE = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
-_HOST_RE = re.compile(r"[^\s/?#@:\\{}<>\[\]\"'`|^%]+")
-_PATH_SAFE = "/:@!$&'()*+,;=-._~"
-_SLASHES_RE = re.compile(r"/{2,}")
-# http(s), a plain host name, no port, user, %-escape or fragment, a query of plain k=v pairs if any:
-# nothing for quote(), urlsplit or parse_qsl to do
-_SIMPLE_URL_RE = re.compile(r"[hH][tT][tT][pP][sS]?://([A-Za-z0-9.-]*[A-Za-z0-9-][A-Za-z0-9.-]*)(/[\w/.~!$&'()*+,;=:@-]*)?"
-                            r"(?:\?([\w.~-]+(?:=[\w.~-]*)?(?:&[\w.~-]+(?:=[\w.~-]*)?)*))?", re.ASCII)
-_SKELETON_RE = re.compile(r"\d+")
 _NAMED_IN = ("content-disposition", "content-type")
-_RANDOMISH_RE = re.compile(r"(?=[a-z]*\d)[a-z0-9_-]{12,}")
 
 
 @dataclass(slots=True)
@@ -156,14 +149,22 @@ def _remove_comments(markup: str) -> str:
 
 def html_to_text(markup: str) -> tuple[str, list[str]]:
     """Visible text of an HTML part, and the link targets it holds."""
+    if _native is not None and markup.isascii():  # Rust, but for unescaping; Unicode case rules need the regexes
+        text, links = _native.html_to_text(markup)
+    else:
+        text, links = _strip_markup(markup)
+    if "&" in text:
+        text = html.unescape(text)
+    return text, [html.unescape(link) for link in links if link]
+
+
+def _strip_markup(markup: str) -> tuple[str, list[str]]:
+    """``html_to_text`` but for unescaping entities: the reference of ``_native.html_to_text``."""
     markup = _remove_comments(markup)
     links = _links(markup)
     markup = _BLOCK_RE.sub(" ", markup)
     markup = _BREAK_RE.sub("\n", markup)
-    text = _TAG_RE.sub("", markup)
-    if "&" in text:
-        text = html.unescape(text)
-    return text, [html.unescape(link) for link in links if link]
+    return _TAG_RE.sub("", markup), links
 
 
 def _links(markup: str) -> list[str]:
@@ -179,96 +180,6 @@ def _links(markup: str) -> list[str]:
         group = found.lastindex or 0
         links.append(markup[found.start(group) : found.end(group)])
     return links
-
-
-@lru_cache(maxsize=4096)
-def registrable_domain(host: str) -> str:
-    """The part of a host name that someone registered (example.co.uk, not www.example.co.uk)."""
-    host = host.strip(".").lower()
-    if _is_ip(host):
-        return host
-    labels = host.split(".")
-    if len(labels) >= 3 and labels[-2] in _SECOND_LEVEL and len(labels[-1]) == 2:
-        return ".".join(labels[-3:])
-    return ".".join(labels[-2:])
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _norm_host(netloc_host: str) -> str:
-    host = unquote(netloc_host).strip(".").lower()
-    if host.isdigit() and int(host) < 2**32:  # http://3232235777/ is an IPv4 address in disguise
-        return str(ipaddress.IPv4Address(int(host)))
-    if "xn--" in host:
-        try:
-            host = host.encode("ascii").decode("idna")
-        except (UnicodeError, ValueError):
-            pass
-    return host
-
-
-def _keep_param(name: str) -> bool:
-    name = name.lower()
-    return name not in TRACKING_PARAMS and not name.startswith(TRACKING_PREFIXES)
-
-
-@lru_cache(maxsize=8192)
-def normalize_url(url: str) -> str | None:
-    """``host[:port]/path?query`` without scheme, fragment, default port or tracking
-    parameters, remaining parameters sorted; None when it is no web URL."""
-    url = url.strip().strip("<>\"'.,;:!").replace("\\", "/")
-    if url.lower().startswith("www."):
-        url = "http://" + url
-    if (simple := _SIMPLE_URL_RE.fullmatch(url)) and not (host := simple[1].strip(".").lower()).isdigit() \
-            and "xn--" not in host:  # what the general path below makes of it, without its parsing
-        return host + _SLASHES_RE.sub("/", simple[2] or "").rstrip("/") + _simple_query(simple[3])
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    host = _norm_host(parts.hostname)
-    if not _HOST_RE.fullmatch(host):
-        return None
-    netloc = host if port in (None, 80, 443) else f"{host}:{port}"
-    path = quote(_SLASHES_RE.sub("/", unquote(parts.path)).rstrip("/"), safe=_PATH_SAFE)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if _keep_param(k)]
-    return netloc + path + ("?" + urlencode(sorted(query)) if query else "")
-
-
-def _simple_query(query: str | None) -> str:
-    """What parse_qsl, the tracking filter and urlencode make of k=v pairs that need no (un)quoting."""
-    if not query:
-        return ""
-    pairs = sorted((k, v) for k, _, v in (pair.partition("=") for pair in query.split("&")) if _keep_param(k))
-    return "?" + "&".join(f"{k}={v}" for k, v in pairs) if pairs else ""
-
-
-@lru_cache(maxsize=8192)
-def url_host(normalized: str) -> str:
-    """The host of a normalised URL; memoised: tokens, domains and anomalies each ask (24 times a mail)."""
-    return normalized.split("/", 1)[0].split("?", 1)[0].rsplit(":", 1)[0] if normalized else ""
-
-
-@lru_cache(maxsize=8192)
-def url_skeleton(normalized: str) -> str:
-    """A URL with what varies per recipient blanked: digits, random-looking path
-    segments and every parameter value. Two mailings of one campaign share it."""
-    base, _, query = normalized.partition("?")
-    base = _RANDOMISH_RE.sub("*", _SKELETON_RE.sub("0", base.lower()))
-    if "%" in query or "+" in query:  # escapes: the stdlib unquotes them
-        keys = sorted({k.lower() for k, _ in parse_qsl(query, keep_blank_values=True)})
-    else:  # what parse_qsl gives of plain pairs, without its per-pair work
-        keys = sorted({pair.partition("=")[0].lower() for pair in query.split("&") if pair})
-    return base + ("?" + "&".join(keys) if keys else "")
 
 
 def _unescape_8bit(value: str) -> str:
@@ -296,6 +207,8 @@ def decode_words(value: str) -> str:
 def raw_headers(fields: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """Header values as sent, still folded (``unfold`` the few that are read), by lower-cased name;
     cheap: no header parsing."""
+    if _native is not None and isinstance(fields, list):
+        return _native.group_fields(fields)  # a Python loop over ~40 fields a mail, in one call
     out: dict[str, list[str]] = {}
     for name, value in fields:
         out.setdefault(name.lower(), []).append(value)
@@ -307,14 +220,38 @@ def unfold(value: str) -> str:
     return (_FOLD_RE.sub(" ", value) if "\n" in value else value).strip()
 
 
+def unfold_all(values: list[str]) -> list[str]:
+    """``unfold`` of each value; in Rust when built (its regex was ~15 us a mail, on Received lines)."""
+    if _native is not None and values:
+        try:
+            return _native.unfold_all(values)
+        except UnicodeEncodeError:  # 8-bit bytes kept as surrogates: not UTF-8
+            pass
+    return list(map(unfold, values))
+
+
 def _first(headers: dict[str, list[str]], name: str) -> str:
     values = headers.get(name)
     return decode_words(unfold(values[0])) if values else ""
 
 
+# the shapes most senders have, for which the stdlib's parser gives what is plain to see (test_spam_fast_paths
+# holds the two to the same answers): "local@domain", "Some Name <local@domain>", "\"Any name\" <local@domain>"
+_DOT_ATOM_ADDR = r"[A-Za-z0-9_+=%-]+(?:\.[A-Za-z0-9_+=%-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_PLAIN_ADDRESS_RE = re.compile(rf"""[ \t]*(?:({_DOT_ATOM_ADDR})|([A-Za-z0-9 \t.'_-]*)<({_DOT_ATOM_ADDR})>"""
+                               rf"""|"([^"\\\r\n]*)"[ \t]*<({_DOT_ATOM_ADDR})>)[ \t]*""")
+
+
 @lru_cache(maxsize=4096)
 def _parseaddr(value: str) -> tuple[str, str]:
-    """The stdlib's (name, address), memoised: senders repeat, and its parser is slow Python."""
+    """The stdlib's (name, address), memoised: senders repeat, and its parser is slow Python (~10 us)."""
+    if plain := _PLAIN_ADDRESS_RE.fullmatch(value):
+        bare, words, addr, quoted, quoted_addr = plain.groups()
+        if bare is not None:
+            return "", bare
+        if addr is not None:
+            return " ".join(words.split()), addr
+        return quoted, quoted_addr
     return parseaddr(value)
 
 
@@ -324,7 +261,7 @@ def _address(value: str) -> str:
 
 def header_facts(headers: dict[str, list[str]]) -> HeaderFacts:
     from_name, from_addr = _parseaddr(_first(headers, "from"))
-    recipients = list(map(unfold, headers.get("to", []) + headers.get("cc", [])))
+    recipients = unfold_all(headers.get("to", []) + headers.get("cc", []))
     return HeaderFacts(
         names=list(headers),
         from_addr=from_addr.lower(),
@@ -336,7 +273,7 @@ def header_facts(headers: dict[str, list[str]]) -> HeaderFacts:
         date=_first(headers, "date"),
         to_count=sum(v.count("@") for v in recipients),  # a count, cheaply: quoted @s are rare
         to=" ".join(recipients)[:MAX_HEADER_CHARS].lower(),
-        received=[unfold(v)[:300].lower() for v in headers.get("received", [])[:12]],
+        received=[v[:300].lower() for v in unfold_all(headers.get("received", [])[:12])],
     )
 
 
@@ -388,6 +325,23 @@ def _texts(msg: Message, out: Extracted, max_parts: int, max_text_chars: int) ->
     return plain, markup
 
 
+def split_urls(folded: str) -> tuple[str, list[str]]:
+    """(the text without its URLs, white space collapsed; the URLs) of folded text; in Rust when built
+    (the regex steps through every character: ~60 us a mail)."""
+    if _native is not None:
+        try:
+            return _native.split_urls(folded)
+        except UnicodeEncodeError:  # a lone surrogate (a charset like unicode_escape makes them): not UTF-8
+            pass
+    return split_urls_py(folded)
+
+
+def split_urls_py(folded: str) -> tuple[str, list[str]]:
+    """``split_urls`` by the regex: the reference."""
+    pieces = _URL_SPLIT_RE.split(folded)  # text, URL, text, ...: findall and sub in one pass
+    return " ".join(" ".join(pieces[::2]).split()), pieces[1::2]
+
+
 def extract(raw: bytes, max_parts: int = 64, max_text_chars: int = 60_000) -> Extracted:
     """The text, URLs, attachments and header facts of one raw message."""
     msg, fields = parse(raw)
@@ -403,10 +357,7 @@ def extract(raw: bytes, max_parts: int = 64, max_text_chars: int = 60_000) -> Ex
         plain.append(text)
         links += found
     # URLs out of the folded text: the same as out of fold()'s, since a URL holds no white space
-    text = _fold_letters(" ".join(plain)[:max_text_chars])
-    pieces = _URL_SPLIT_RE.split(text)  # text, URL, text, ...: findall and sub in one pass
-    found_urls = pieces[1::2]
-    out.text = " ".join(" ".join(pieces[::2]).split())
+    out.text, found_urls = split_urls(_fold_letters(" ".join(plain)[:max_text_chars]))
     found_urls += links
     out.raw_urls = len(found_urls)
     out.urls = list(dict.fromkeys(u for u in map(normalize_url, found_urls[:200]) if u))

@@ -37,7 +37,7 @@ from streams.spam.fingerprint import (
     signature_bytes,
     signature_from_bytes,
 )
-from streams.spam.lsh import SignatureIndex
+from streams.spam.lsh import new_signature_index
 from streams.spam.settings import SpamSettings
 
 SPAM, HAM = "spam", "ham"
@@ -158,7 +158,7 @@ class PatternStore:
         self.settings = settings or SpamSettings()
         self.node = node
         self.patterns: dict[str, Pattern] = {}
-        self._signatures = SignatureIndex()
+        self._signatures = new_signature_index()
         self._attachments: dict[str, tuple[str, ...]] = {}
         self._dirty: set[str] = set()
         self._on_change = on_change

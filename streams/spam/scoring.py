@@ -32,22 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.spam import classifier, mime, normalize
-from streams.spam.classifier import TokenClassifier, Verdict, tokenize
-from streams.spam.fingerprint import (
-    attachment_hashes,
-    shingles,
-    signature,
-    token_hashes,
-    words,
-)
-from streams.spam.normalize import (
-    Extracted,
-    extract,
-    normalize_url,
-    registrable_domain,
-    url_host,
-    url_skeleton,
-)
+from streams.spam.classifier import Verdict, extra_tokens, new_classifier
+from streams.spam.fingerprint import attachment_hashes
+from streams.spam.normalize import Extracted, extract
 from streams.spam.patterns import (
     ADMIN,
     HAM,
@@ -59,6 +46,8 @@ from streams.spam.patterns import (
     PatternStore,
 )
 from streams.spam.settings import SpamSettings
+from streams.spam.textprints import text_prints
+from streams.spam.urls import normalize_url, registrable_domain, url_host, url_skeleton
 
 VERDICTS = ("spam", "unsure", "ham")
 
@@ -89,8 +78,8 @@ class Score:
 @dataclass(frozen=True, slots=True)
 class Features:
     extracted: Extracted
-    tokens: list[str]
-    hashes: list[int]
+    tokens: Sequence[str]
+    hashes: array  # typecode "Q": the tokens' hashes
     print: MailPrint
 
 
@@ -117,7 +106,7 @@ class SpamFilter:
 
     def __init__(self, settings: SpamSettings | None = None, node: str = "local") -> None:
         self.settings = s = settings or SpamSettings()
-        self.classifier = TokenClassifier(s.unknown_word_strength, s.unknown_word_prob,
+        self.classifier = new_classifier(s.unknown_word_strength, s.unknown_word_prob,
                                           s.classifier_max_tokens, s.classifier_min_strength)
         self.reputation = DomainReputation()
         self.store = PatternStore(s, node, on_change=self._pattern_changed)
@@ -130,15 +119,14 @@ class SpamFilter:
         holds the sorted token hashes only where its id needs them (no text signature)."""
         s = self.settings
         ex = extract(raw, s.max_parts, s.max_text_chars)
-        subject_words, body_words = words(ex.subject), words(ex.text)
-        body_hashes = token_hashes(body_words)
-        tokens, hashes = tokenize(ex, subject_words, body_words, body_hashes, mail_from, rcpt_to, s.use_header_tokens)
+        extra = extra_tokens(ex, mail_from, rcpt_to, s.use_header_tokens)
+        prints = text_prints(ex.subject, ex.text, extra, ex.urls, s.pattern_min_shingles)
         domains = tuple(dict.fromkeys(registrable_domain(url_host(u)) for u in ex.urls))
-        sig = signature(shingles(token_hashes(subject_words), body_hashes, ex.urls), s.pattern_min_shingles)
-        sorted_tokens = array("Q", sorted(hashes) if all_tokens or sig is None else ())  # hashes are unique
+        sig = prints.signature
+        sorted_tokens = array("Q", sorted(prints.hashes) if all_tokens or sig is None else ())  # hashes are unique
         mail_print = MailPrint(sig, tuple(attachment_hashes(ex.attachments, s.max_attachment_bytes)), domains,
                                sorted_tokens)
-        return Features(ex, tokens, hashes, mail_print)
+        return Features(ex, prints.tokens, prints.hashes, mail_print)
 
     def score(self, raw_message: bytes, mail_from: str = "", rcpt_to: Sequence[str] = (),
               now_ms: int | None = None) -> Score:

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from streams.spam import classifier, fingerprint, mime, normalize
+from streams.spam import classifier, fingerprint, mime, normalize, urls
 from streams.spam.classifier import Clue, TokenClassifier, chi2q
 from streams.spam.fingerprint import BINS, shingles, signature, similarity, token_hash
 from streams.spam.lsh import SignatureIndex
@@ -106,16 +106,17 @@ def test_classifier_memo_gives_what_each_token_gives(count: int) -> None:
     "http://a.com/p?q=a%20b", "http://a.com/p?q=a+b", "http://a.com/p?a=1&&b=2", "http://a.com/p?a=b=c", "http://a.com/p?",
 ])
 def test_simple_urls_normalise_as_the_general_path_does(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    fast = normalize.normalize_url.__wrapped__(url)
-    monkeypatch.setattr(normalize, "_SIMPLE_URL_RE", re.compile(r"(?!)"))  # never matches: the general path
-    assert fast == normalize.normalize_url.__wrapped__(url)
+    fast = urls.normalize_url_py(url)
+    assert urls.normalize_url.__wrapped__(url) == fast  # the Rust simple path, where built
+    monkeypatch.setattr(urls, "_SIMPLE_URL_RE", re.compile(r"(?!)"))  # never matches: the general path
+    assert fast == urls.normalize_url_py(url)
 
 
 @pytest.mark.parametrize("query", ["", "a=1", "B=2&a=1&b", "a=1&&b=2", "=x&k=", "x=a%20b&y=1", "q=a+b", "k=v=w"])
 def test_url_skeleton_keys_are_what_parse_qsl_gives(query: str) -> None:
     keys = sorted({k.lower() for k, _ in parse_qsl(query, keep_blank_values=True)})
-    assert normalize.url_skeleton.__wrapped__("a.com/p" + ("?" + query if query else "")) == \
-        "a.com/p" + ("?" + "&".join(keys) if keys else "")
+    for skeleton in (normalize.url_skeleton.__wrapped__, urls.url_skeleton_py):
+        assert skeleton("a.com/p" + ("?" + query if query else "")) == "a.com/p" + ("?" + "&".join(keys) if keys else "")
 
 
 @pytest.mark.parametrize("head", ["", "a: b", "a: b\r\nc: d", "a: b\r\n c\r\nd: e\r", "a: b\n\tc\n d\ne: f",
@@ -211,3 +212,27 @@ def test_classifier_memo_is_bounded_and_refilled(monkeypatch: pytest.MonkeyPatch
     mixed = first + second[:10]  # some memoised, some not, and the memo past its limit
     assert c.classify(mixed).best == reference_classify(c, mixed)[1] and len(c._memo) == len(mixed)
     assert c.classify(second).best == expected
+
+
+def test_plain_addresses_parse_as_the_stdlib_parses_them() -> None:
+    """The regex shortcut of ``normalize._parseaddr`` answers as ``email.utils.parseaddr`` for what it takes."""
+    from email.utils import parseaddr
+
+    rng = random.Random(4)
+    pieces = ["a", "Zz", "0", "_", "+", "=", "%", "-", "x.y", ".", "..", "", " ", "\t", "'", '"', "\\", "<", ">",
+              "@", ",", "(", ")", ":", ";", "[", "]", "é"]
+    values = ["a@b.c", " Ann  Lee\t<a.b+c@d-e.f> ", '"Lee, Ann" <x@y>', '""<x@y>', ". <a@b>", "a..b@c", "<a@b>",
+              "a@b.", '"a\\"b" <c@d>', "Ann <a@b> (x)", "a@b, c@d", "A <@r:a@b>"]
+    for _ in range(30_000):
+        values.append("".join(rng.choice(pieces) for _ in range(rng.randint(1, 9))))
+        local = "".join(rng.choice(["a", "b.c", ".", "-", "+"]) for _ in range(rng.randint(1, 3)))
+        domain = "".join(rng.choice(["x", "y.z", ".", "-"]) for _ in range(rng.randint(1, 3)))
+        name = "".join(rng.choice(["A", " ", "\t", ".", "'", "_", '"', "b", ""]) for _ in range(rng.randint(0, 4)))
+        values.append(rng.choice([f"{local}@{domain}", f"{name} <{local}@{domain}>", f'"{name}" <{local}@{domain}>',
+                                  f" {local}@{domain}\t", f"{name}<{local}@{domain}> "]))
+    taken = 0
+    for value in values:
+        normalize._parseaddr.cache_clear()
+        taken += normalize._PLAIN_ADDRESS_RE.fullmatch(value) is not None
+        assert normalize._parseaddr(value) == parseaddr(value), value
+    assert taken > 5_000
