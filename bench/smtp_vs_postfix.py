@@ -1,20 +1,23 @@
 """Benchmark (not a test): mails/s accepted at the SMTP door, mailgate vs Postfix, one run.
 
     python bench/smtp_vs_postfix.py [--messages 20000] [--sessions 20] [--size 4096] [--listeners 1]
-                                    [--warmup 20000] [--skip-postfix] [--env MAILGATE_X=Y ...]
+                                    [--warmup 20000] [--rounds 3] [--skip-postfix] [--env MAILGATE_X=Y ...]
 
 In one go on this machine: a Kafka broker of its own (temp dir, free ports);
 `mailgate service smtp-server` with LISTENERS processes sharing the port
-(SO_REUSEPORT), each 250 only after Kafka acks=all; then a Postfix instance of its
+(SO_REUSEPORT), each 250 only after Kafka acks=all; and a Postfix instance of its
 own (own config and queue dir; no milter) that queues every mail to disk (fsync)
 and delivers it with the discard transport. Against each: Postfix's
 `smtp-source -s SESSIONS -m MESSAGES -l SIZE` (one connection per mail), after the
-same warm-up run for both (the broker's JIT needs it; Postfix gets it too). Prints
-both rates, the ratio, the load before the run, and checks that mail.in holds one
-record per mail sent. The target of issue #4: mailgate >= 2x Postfix.
+same warm-up run for both (the broker's JIT needs it; Postfix gets it too). Then
+ROUNDS timed runs of each, taking turns (the order swapped every round), so that
+a slow spell of this shared machine falls on both sides: prints every round's
+rates and ratio and their medians, the load before the run, and checks that
+mail.in holds one record per mail sent. The target of issue #4: mailgate >= 2x
+Postfix. Both peers stay up for the whole run; the idle one costs next to nothing.
 
-Also printed: CPU milliseconds per mail of each side's processes during the timed
-run (from /proc: user + system time, children reaped included): mailgate's
+Also printed: CPU milliseconds per mail of each side's processes during its timed
+runs (from /proc: user + system time, children reaped included): mailgate's
 smtp-server and the Kafka broker, Postfix's master and every daemon under it, and
 smtp-source for both. On 2 shared cores the rate follows the sum.
 """
@@ -26,10 +29,14 @@ import os
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +141,25 @@ def smtp_source(port: int, args: argparse.Namespace) -> float:
     return elapsed
 
 
-def mailgate_run(tmp: Path, args: argparse.Namespace) -> tuple[float, int]:
+@dataclass
+class Peer:
+    """One side, started and warmed up: ``run()`` times one smtp-source run against it."""
+
+    name: str
+    port: int
+    pids: dict[str, int]
+    settle_s: float = 0.0  # after the run, for work left in queues (its CPU counts too)
+    mail_in: Callable[[], int] | None = None  # records in mail.in (mailgate only)
+
+    def run(self, args: argparse.Namespace) -> tuple[float, dict[str, float]]:
+        cpu0 = cpu_of(self.pids)
+        elapsed = smtp_source(self.port, args)
+        time.sleep(self.settle_s)
+        return elapsed, {k: v - cpu0[k] for k, v in cpu_of(self.pids).items()} | {"smtp-source": args.source_cpu}
+
+
+@contextmanager
+def mailgate(tmp: Path, args: argparse.Namespace) -> Iterator[Peer]:
     broker = start_scratch_broker(tmp)
     proc: subprocess.Popen[bytes] | None = None
     try:
@@ -151,15 +176,11 @@ def mailgate_run(tmp: Path, args: argparse.Namespace) -> tuple[float, int]:
         proc = subprocess.Popen([sys.executable, "-m", "control.cli", "service", "smtp-server"], env=env, cwd=tmp)
         wait_listening("127.0.0.1", port)
         time.sleep(2.0 + args.listeners)  # every listener process up (they share the port)
+        print(f"mailgate smtp-server x{args.listeners}: warm-up ({args.warmup} mails) ...", flush=True)
         smtp_source(port, argparse.Namespace(**{**vars(args), "messages": args.warmup}))  # JIT, caches
-        print(f"mailgate smtp-server x{args.listeners}: smtp-source -s {args.sessions} -m {args.messages} "
-              f"-l {args.size} ...", flush=True)
-        before = topic_sizes(settings)[prefix + "mail.in"][1]
-        pids = {"smtp-server": proc.pid, "Kafka broker": broker.pid() or 0}
-        cpu0 = cpu_of(pids)
-        elapsed = smtp_source(port, args)
-        args.cpu["mailgate"] = {k: v - cpu0[k] for k, v in cpu_of(pids).items()} | {"smtp-source": args.source_cpu}
-        return elapsed, topic_sizes(settings)[prefix + "mail.in"][1] - before
+        yield Peer(f"mailgate smtp-server x{args.listeners} (250 after acks=all)", port,
+                   {"smtp-server": proc.pid, "Kafka broker": broker.pid() or 0},
+                   mail_in=lambda: topic_sizes(settings)[prefix + "mail.in"][1])
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
@@ -167,7 +188,8 @@ def mailgate_run(tmp: Path, args: argparse.Namespace) -> tuple[float, int]:
         broker.stop()
 
 
-def postfix_run(tmp: Path, args: argparse.Namespace) -> float:
+@contextmanager
+def postfix(tmp: Path, args: argparse.Namespace) -> Iterator[Peer]:
     conf, queue, data = tmp / "etc", tmp / "queue", tmp / "data"
     for d in (conf, queue, data):
         d.mkdir(parents=True)
@@ -175,24 +197,22 @@ def postfix_run(tmp: Path, args: argparse.Namespace) -> float:
     port = free_port()
     (conf / "main.cf").write_text(MAIN_CF.format(conf=conf, queue=queue, data=data, log=tmp / "postfix.log", logdir=tmp))
     (conf / "master.cf").write_text(MASTER_CF.format(port=f"127.0.0.1:{port}"))
-    postfix = tool("postfix")
-    started = subprocess.run([postfix, "-c", str(conf), "start"], capture_output=True, text=True, check=False,
+    command = tool("postfix")
+    started = subprocess.run([command, "-c", str(conf), "start"], capture_output=True, text=True, check=False,
                              stdin=subprocess.DEVNULL)
     if started.returncode != 0:
         log = (tmp / "postfix.log").read_text() if (tmp / "postfix.log").exists() else ""
         sys.exit(f"postfix did not start: {started.stdout}{started.stderr}{log[-2000:]}")
     try:
         wait_listening("127.0.0.1", port)
-        smtp_source(port, argparse.Namespace(**{**vars(args), "messages": args.warmup}))  # the same warm-up
-        print("Postfix (disk queue, discard transport): the same smtp-source run ...", flush=True)
-        pids = {"Postfix master + daemons": int((queue / "pid" / "master.pid").read_text().split()[0])}
-        cpu0 = cpu_of(pids)
-        elapsed = smtp_source(port, args)
-        time.sleep(2)  # the queue manager and discard finish what was accepted; their CPU counts too
-        args.cpu["Postfix"] = {k: v - cpu0[k] for k, v in cpu_of(pids).items()} | {"smtp-source": args.source_cpu}
-        return elapsed
+        print("Postfix (disk queue, discard transport): the same warm-up ...", flush=True)
+        smtp_source(port, argparse.Namespace(**{**vars(args), "messages": args.warmup}))
+        time.sleep(2)
+        yield Peer("Postfix (queue on disk, discard transport)", port,
+                   {"Postfix master + daemons": int((queue / "pid" / "master.pid").read_text().split()[0])},
+                   settle_s=2.0)  # the queue manager and discard finish what was accepted
     finally:
-        subprocess.run([postfix, "-c", str(conf), "stop"], check=False, capture_output=True)
+        subprocess.run([command, "-c", str(conf), "stop"], check=False, capture_output=True)
         time.sleep(1)
 
 
@@ -204,32 +224,57 @@ def main() -> None:
     parser.add_argument("--listeners", type=int, default=1,
                         help="smtp-server processes; on 2 cores shared with Kafka and smtp-source, 1 is fastest")
     parser.add_argument("--warmup", type=int, default=20000, help="mails sent to each peer before the clock starts")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="timed runs of each peer, taking turns (mailgate first in odd rounds, Postfix in even)")
     parser.add_argument("--skip-postfix", action="store_true")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra setting for mailgate, e.g. MAILGATE_KAFKA__LINGER_MS=1")
     args = parser.parse_args()
-    args.cpu = {}
     load = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
     tmp.chmod(0o755)  # Postfix's daemons run as postfix
+    n = args.messages
+    runs: dict[str, list[tuple[float, dict[str, float]]]] = {}
     try:
-        mg, in_queue = mailgate_run(tmp / "mailgate", args)
-        pf = None if args.skip_postfix else postfix_run(tmp / "postfix", args)
+        with ExitStack() as stack:
+            peers = [stack.enter_context(mailgate(tmp / "mailgate", args))]
+            if not args.skip_postfix:
+                peers.append(stack.enter_context(postfix(tmp / "postfix", args)))
+            before = peers[0].mail_in() if peers[0].mail_in else 0
+            for r in range(args.rounds):
+                for peer in peers if r % 2 == 0 else peers[::-1]:
+                    print(f"round {r + 1}/{args.rounds}: smtp-source -s {args.sessions} -m {n} -l {args.size} "
+                          f"into {peer.name} ...", flush=True)
+                    runs.setdefault(peer.name, []).append(peer.run(args))
+            in_queue = (peers[0].mail_in() if peers[0].mail_in else 0) - before
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    n = args.messages
+    report(runs, args, load, in_queue)
+
+
+def report(runs: dict[str, list[tuple[float, dict[str, float]]]], args: argparse.Namespace,
+           load: tuple[float, float, float], in_queue: int) -> None:
+    n, names = args.messages, list(runs)
     print()
     print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores)")
-    print(f"{'peer':<52} {'seconds':>8} {'mails/s':>9}")
-    print(f"{f'mailgate smtp-server x{args.listeners} (250 after acks=all)':<52} {mg:>8.2f} {n / mg:>9.0f}")
-    if pf is not None:
-        print(f"{'Postfix (queue on disk, discard transport)':<52} {pf:>8.2f} {n / pf:>9.0f}")
-        print(f"ratio mailgate / Postfix: {pf / mg:.2f}")
-    print(f"records in mail.in: {in_queue} (sent: {n})")
-    for side, parts in args.cpu.items():
-        print(f"CPU ms per mail, {side}: " + ", ".join(f"{k} {1000 * v / n:.2f}" for k, v in parts.items())
-              + f"; total {1000 * sum(parts.values()) / n:.2f}")
-    if in_queue != n:
+    print(f"{'peer':<52} " + " ".join(f"{f'round {r + 1}':>8}" for r in range(args.rounds)) + f" {'median':>8}")
+    for name in names:
+        rates = [n / elapsed for elapsed, _ in runs[name]]
+        print(f"{name:<52} " + " ".join(f"{x:>8.0f}" for x in rates) + f" {statistics.median(rates):>8.0f}  mails/s")
+    if len(names) == 2:
+        ratios = [pf / mg for (mg, _), (pf, _) in zip(runs[names[0]], runs[names[1]])]
+        print(f"{'ratio mailgate / Postfix':<52} " + " ".join(f"{x:>8.2f}" for x in ratios)
+              + f" {statistics.median(ratios):>8.2f}")
+    print(f"records in mail.in: {in_queue} (sent: {n * args.rounds})")
+    for name in names:
+        parts: dict[str, float] = {}
+        for _, cpu in runs[name]:
+            for k, v in cpu.items():
+                parts[k] = parts.get(k, 0.0) + v
+        total = n * args.rounds
+        print(f"CPU ms per mail, {name.split(' (')[0]}: " + ", ".join(f"{k} {1000 * v / total:.2f}" for k, v in parts.items())
+              + f"; total {1000 * sum(parts.values()) / total:.2f}")
+    if in_queue != n * args.rounds:
         sys.exit("mail.in does not hold exactly one record per mail sent")
 
 
