@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -83,9 +84,10 @@ class SmtpSink:
         found = re.findall(r"mesg=(\d+)", tail)
         return int(found[-1]) if found else 0
 
-    def wait(self, target: int, timeout: float) -> tuple[float, float]:
-        """(time the first mail of this round came, time the target was reached)."""
-        base, first = self.count(), 0.0
+    def wait(self, target: int, timeout: float, base: int | None = None) -> tuple[float, float]:
+        """(time the first mail of this round came, time the target was reached); ``base``: the
+        count before this round (read now if not given)."""
+        base, first = self.count() if base is None else base, 0.0
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             got = self.count() - base
@@ -232,10 +234,19 @@ def run_postfix(data: list[bytes], sink: SmtpSink, args: argparse.Namespace, wor
         asyncio.run(inject(port, data, 20))
         print(f"  postfix took the {len(data)} mails into its queue in {time.monotonic() - began:.1f}s (held)")
         time.sleep(1)
-        subprocess.run([tool("postconf"), "-c", str(d / "etc"), "-e", "defer_transports ="], check=True)
-        subprocess.run([tool("postfix"), *pf[1:], "reload"], check=True, capture_output=True)
-        subprocess.run([tool("postqueue"), "-c", str(d / "etc"), "-f"], check=True)
-        first, last = sink.wait(len(data), timeout=1200)
+
+        def release() -> None:
+            subprocess.run([tool("postconf"), "-c", str(d / "etc"), "-e", "defer_transports ="], check=True)
+            subprocess.run([tool("postfix"), *pf[1:], "reload"], check=True, capture_output=True)
+            subprocess.run([tool("postqueue"), "-c", str(d / "etc"), "-f"], check=True)
+
+        # the sink is watched from before the release: delivery starts with the reload, and on a fast
+        # machine the whole queue had gone out before postqueue -f returned (the count was then read too late)
+        base = sink.count()
+        releaser = threading.Thread(target=release, name="postfix-release")
+        releaser.start()
+        first, last = sink.wait(len(data), timeout=1200, base=base)
+        releaser.join()
     finally:
         subprocess.run([tool("postfix"), *pf[1:], "stop"], capture_output=True, check=False)
     return len(data) / (last - first)
