@@ -23,16 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from streams.spam.mime import MAX_HEADER_CHARS, content_type, parse
-from streams.spam.urls import (  # noqa: F401 - URL forms, here too for the callers that know them from here
-    TRACKING_PARAMS,
-    TRACKING_PREFIXES,
-    normalize_url,
-    normalize_url_py,
-    registrable_domain,
-    url_host,
-    url_skeleton,
-    url_skeleton_py,
-)
+from streams.spam.urls import normalize_url
 
 try:
     from streams.spam import _native

@@ -127,7 +127,7 @@ def test_unfold_as_the_regex(value: str) -> None:
 
 
 def test_urls_normalise_as_python_does(corpus: list[tuple[str, bool, bytes]]) -> None:
-    urls = ["www.A.com", "HTTP://a.b//c//?x=1&utm_source=y&b=", "http://1234/", "http://xn--e1a.b/", "http://a.b/?",
+    found = ["www.A.com", "HTTP://a.b//c//?x=1&utm_source=y&b=", "http://1234/", "http://xn--e1a.b/", "http://a.b/?",
             "http://a.b/?a&&b", "http://a.b?k=v=w", "<https://a.b/c/>.", " http://\u00e9.b/ ", "http://a.b:80/x",
             "http://.../", "http://a.b/p#f", "http://a.b/%41", "\thttps://x.y/a\\b?EMAIL=1&Ref=2&z=3", "ftp://a.b/",
             "http://a.b:8080/x", "http://a.b:0080/", "http://a.b:443", "http://a.b:/x", "http://a.b:99999/", "http://a.b:65536",
@@ -139,21 +139,21 @@ def test_urls_normalise_as_python_does(corpus: list[tuple[str, bool, bytes]]) ->
         plain, markup = normalize._texts(msg, normalize.Extracted(), 64, 60_000)
         for doc in markup:
             plain.append(normalize.html_to_text(doc)[0])
-            urls += normalize.html_to_text(doc)[1]
-        urls += normalize.split_urls(normalize._fold_letters(" ".join(plain)))[1]
-    forms = _native.UrlForms(sorted(normalize.TRACKING_PARAMS), list(normalize.TRACKING_PREFIXES))
+            found += normalize.html_to_text(doc)[1]
+        found += normalize.split_urls(normalize._fold_letters(" ".join(plain)))[1]
+    forms = _native.UrlForms(sorted(urls.TRACKING_PARAMS), list(urls.TRACKING_PREFIXES))
     simple = 0
-    for url in urls:
+    for url in found:
         form = forms.simple(url)
         simple += form is not None
-        assert form is None or (form or None) == normalize.normalize_url_py(url), url
-    assert simple > len(urls) // 2
-    forms_of_all = [f for f in map(normalize.normalize_url_py, urls) if f]
+        assert form is None or (form or None) == urls.normalize_url_py(url), url
+    assert simple > len(found) // 2
+    forms_of_all = [f for f in map(urls.normalize_url_py, found) if f]
     forms_of_all += ["a.b/x1234567890abc/Y0000000000000z/abcdefghijklmn0/-_0aaaaaaaaaa?B=1&a&b=2&&A=", "a.b/?x=%41&y+z",
                      "a.b/0aaaaaaaaaaa/aaaaaaaaaaa0/aaaaaaaaaaaaaa", "\u00e9.b/1", "a.b/" + "a0" * 40, "a.b?", "a.b"]
     for form in forms_of_all:
         skeleton = _native.UrlForms.skeleton(form)
-        assert skeleton is None or skeleton == normalize.url_skeleton_py(form), form
+        assert skeleton is None or skeleton == urls.url_skeleton_py(form), form
 
 
 def test_fields_group_by_lower_case_name() -> None:

@@ -8,15 +8,8 @@ import time
 import pytest
 from spam_helpers import corpus_dir, mail
 
-from streams.spam.normalize import (
-    decode_bytes,
-    extract,
-    fold,
-    html_to_text,
-    normalize_url,
-    registrable_domain,
-    url_skeleton,
-)
+from streams.spam.normalize import decode_bytes, extract, fold, html_to_text
+from streams.spam.urls import normalize_url, registrable_domain, url_skeleton
 
 
 def test_fold_maps_confusables_zero_width_fullwidth_case_and_whitespace() -> None:
