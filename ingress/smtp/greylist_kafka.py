@@ -70,7 +70,8 @@ class GreylistSync:
 
     def _publish(self, key: str, entry: Triplet | None) -> None:
         value = None if entry is None else entry.to_bytes()  # None: a tombstone
-        task = asyncio.get_running_loop().create_task(self.producer.send(self.topic, key.encode(), value))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self.producer.send(self.topic, key.encode(), value, loop=loop))
         self._pending.add(task)
         task.add_done_callback(self._done)
 

@@ -61,8 +61,9 @@ class MailInPublisher:
             return
         value = self.codec.encode("SmtpRejected", event)
         headers = self.codec.headers("SmtpRejected", event["mail_id"])
-        task = asyncio.get_running_loop().create_task(
-            self.producer.send(self.rejected_topic, event["mail_id"].encode(), value, headers))
+        loop = self.loop or asyncio.get_running_loop()
+        task = loop.create_task(self.producer.send(self.rejected_topic, event["mail_id"].encode(), value, headers,
+                                                   loop=loop))
         self._pending.add(task)
         task.add_done_callback(self._sent)
 

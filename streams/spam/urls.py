@@ -92,7 +92,7 @@ _URL_FORMS = None if _native is None else _native.UrlForms(sorted(TRACKING_PARAM
 def normalize_url(url: str) -> str | None:
     """``host[:port]/path?query`` without scheme, fragment, default port or tracking
     parameters, remaining parameters sorted; None when it is no web URL."""
-    if _URL_FORMS is not None and _native is not None and (simple_form := _URL_FORMS.simple(url)) is not None:
+    if _URL_FORMS is not None and (simple_form := _URL_FORMS.simple(url)) is not None:
         return simple_form or None  # "": surely no web URL
     return normalize_url_py(url)
 
