@@ -6,6 +6,7 @@
     mailgate service smtp-server     # run one service in the foreground
     mailgate services list|start|stop|restart|pause|resume   # through control-server (gRPC)
     mailgate queue list|show|release|delete|report            # the quarantine queues
+    mailgate spam-reset --yes                                 # forget every report: back to the base model
     mailgate config get|set|reset                             # configuration changes, as events
     mailgate pop3 status             # the POP3 accounts: last success, last error
     mailgate archive search|export|verify|hold|retention      # the mail archive of this node
@@ -303,6 +304,24 @@ def report(
         except ConnectionError as exc:
             unreachable(settings, exc)
         out.print(f"reported {path} as {label} (report {mail_id})", highlight=False)
+
+
+@app.command("spam-reset")
+def spam_reset(
+    yes: Annotated[bool, typer.Option("--yes", help="really forget every report")] = False,
+) -> None:
+    """Forget what reports taught the spam filter: every node goes back to the base model alone."""
+    from control.reports import reset_spam_filter
+
+    if not yes:
+        fail("this forgets every spam and ham report on every node: run `mailgate spam-reset --yes`")
+    settings = load_settings()
+    try:
+        removed = reset_spam_filter(settings)
+    except (ConnectionError, TimeoutError, LookupError) as exc:
+        unreachable(settings, exc)
+    out.print(f"spam filter reset to its base model: {removed} learned patterns removed on every node",
+              highlight=False)
 
 
 def main() -> None:

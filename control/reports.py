@@ -10,7 +10,8 @@ from email.utils import getaddresses, parseaddr
 from core.kafka import make_producer
 from core.settings import Settings
 from schemas import default_codec, new_mail_id, pack_message
-from schemas.topics import SPAM_REPORTS, TopicNames
+from core.tables import load_table
+from schemas.topics import SPAM_PATTERNS, SPAM_REPORTS, TopicNames
 
 LABELS = ("spam", "ham")
 
@@ -41,3 +42,19 @@ def publish_report(settings: Settings, raw: bytes, label: str, reporter: str, ro
     if producer.flush(settings.kafka.produce_timeout_s + 5) or errors:
         raise ConnectionError(f"report not acknowledged by Kafka at {settings.bootstrap_servers}: {errors}")
     return str(record["mail_id"])
+
+
+def reset_spam_filter(settings: Settings) -> int:
+    """Tombstones every pattern on spam.patterns: every node unlearns what reports taught it and
+    scores with the base model alone (``spam.base_model``), exactly as after a fresh install.
+    Returns how many patterns were removed, once the broker acknowledged every tombstone."""
+    topic = TopicNames(settings.kafka.topic_prefix)(SPAM_PATTERNS)
+    live = load_table(settings, topic, timeout=settings.kafka.produce_timeout_s + 5)
+    producer = make_producer(settings, "spam-reset")
+    errors: list[str] = []
+    for key in live:
+        producer.produce(topic, key=key, value=None,
+                         on_delivery=lambda err, _msg: errors.append(err.str()) if err else None)
+    if producer.flush(settings.kafka.produce_timeout_s + 5) or errors:
+        raise ConnectionError(f"tombstones not acknowledged by Kafka at {settings.bootstrap_servers}: {errors[:3]}")
+    return len(live)

@@ -94,6 +94,16 @@ class Extracted:
     html_only: bool = False
     defects: int = 0
     raw_urls: int = 0
+    # what the structural rules (``rules``) read: the HTML documents as sent, the visible text of the
+    # HTML and of the plain parts apart, the subject before folding, a sample of the text before
+    # lower-casing, the URLs as written, and whether an encoded word held nothing but ASCII
+    markup: list[str] = field(default_factory=list)
+    html_text: str = ""
+    plain_text: str = ""
+    raw_subject: str = ""
+    raw_text_sample: str = ""
+    raw_urls_sample: list[str] = field(default_factory=list)
+    encoded_words_ascii: bool = False
 
 
 def fold(text: str) -> str:
@@ -221,6 +231,18 @@ def unfold_all(values: list[str]) -> list[str]:
     return list(map(unfold, values))
 
 
+def _needless_encoded_words(headers: dict[str, list[str]]) -> bool:
+    """An RFC 2047 encoded word in Subject or From whose text is plain ASCII: no mail client needs
+    it, bulk senders use it to hide words from filters that read headers raw."""
+    for name in ("subject", "from"):
+        values = headers.get(name)
+        if values and "=?" in values[0]:
+            decoded = decode_words(unfold(values[0]))
+            if decoded.isascii() and "=?" not in decoded:
+                return True
+    return False
+
+
 def _first(headers: dict[str, list[str]], name: str) -> str:
     values = headers.get(name)
     return decode_words(unfold(values[0])) if values else ""
@@ -338,18 +360,27 @@ def extract(raw: bytes, max_parts: int = 64, max_text_chars: int = 60_000) -> Ex
     msg, fields = parse(raw)
     out = Extracted()
     headers = raw_headers(fields)
-    out.subject = fold(_first(headers, "subject"))
+    out.raw_subject = _first(headers, "subject")
+    out.subject = fold(out.raw_subject)
+    out.encoded_words_ascii = _needless_encoded_words(headers)
     out.headers = header_facts(headers)
     plain, markup = _texts(msg, out, max_parts, max_text_chars)
     out.html_only = bool(markup) and not plain
+    out.markup = markup
+    out.plain_text = " ".join(plain)[:max_text_chars]
     links: list[str] = []
+    html_texts: list[str] = []
     for doc in markup:
         text, found = html_to_text(doc)
-        plain.append(text)
+        html_texts.append(text)
         links += found
+    out.html_text = " ".join(" ".join(html_texts).split())[:max_text_chars]
+    plain += html_texts
+    out.raw_text_sample = " ".join(plain)[:2000]
     # URLs out of the folded text: the same as out of fold()'s, since a URL holds no white space
     out.text, found_urls = split_urls(_fold_letters(" ".join(plain)[:max_text_chars]))
     found_urls += links
     out.raw_urls = len(found_urls)
+    out.raw_urls_sample = found_urls[:50]
     out.urls = list(dict.fromkeys(u for u in map(normalize_url, found_urls[:200]) if u))
     return out

@@ -56,6 +56,7 @@ class Findings:
     content_hits: tuple[RuleHit, ...] = ()
     sender_confirmed: bool | None = None  # in ciss.senders; None: not looked up
     delivered_message: dict[str, Any] | None = None  # the packed mail with Authentication-Results
+    marked_messages: dict[str, dict[str, Any]] | None = None  # unsure mail, marked: subject tag -> packed mail
     decision: DecisionSettings | None = None  # the settings decide() applies; None: defaults
 
 
@@ -141,6 +142,10 @@ def _per_recipient(mail: dict[str, Any], node: str, f: Findings, checked: list[s
         record = routed(mail, queue, reasons, node, domain, rcpts, now_ms)
         if queue in ("out", "ciss") and f.delivered_message is not None:
             record["message"] = f.delivered_message
+        if queue == "out" and f.marked_messages:
+            policy = decision.for_domain(domain or "")
+            if policy.mark_unsure and (packed := f.marked_messages.get(policy.spam_subject_tag)) is not None:
+                record["message"] = packed
         routes.append(Route(queue, (domain or mail["mail_id"]).encode(), record, verdict.filter))
     return routes
 

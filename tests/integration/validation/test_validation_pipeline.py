@@ -14,7 +14,6 @@ from tests.support.gateway import Gateway
 from tests.support.kafka import Broker
 from tests.support.sink import Sink
 from tests.support.smtp import send_mail
-from tests.support.topics import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -25,15 +24,7 @@ def send(gw: Gateway, raw: bytes) -> str:
 
 
 def wait_routed(gw: Gateway, queue: str, mail_id: str, timeout: float = 60.0) -> dict:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for record in read_topic(gw.settings(), f"{gw.prefix}mail.{queue}"):
-            if record.value["mail_id"] == mail_id:
-                return record.value
-        time.sleep(0.5)
-    raise AssertionError(f"{mail_id} not on mail.{queue} within {timeout:.0f}s:\n{gw.log()}")
+    return gw.wait_for_mail(f"mail.{queue}", mail_id, timeout)
 
 
 @pytest.fixture
