@@ -189,16 +189,18 @@ def decode_yenc(body: bytes) -> bytes:
     return b"".join(pieces).translate(_YENC_TABLE)
 
 
-#: Old encodings found inside a text (a part's content or a mail's body): marker, decoder.
-INLINE_DECODERS = ((b"begin", "uuencode", uudecode_blocks), (b"BinHex", "binhex", binhex_blocks),
-                   (b"=ybegin", "yenc", yenc_blocks))
+#: Old encodings found inside a text (a part's content or a mail's body): the marker that
+#: begins a line of theirs (a plain substring test first: most mails have none), decoder.
+INLINE_DECODERS = ((b"begin ", "uuencode", uudecode_blocks),
+                   (b"(This file must be converted with BinHex", "binhex", binhex_blocks),
+                   (b"=ybegin ", "yenc", yenc_blocks))
 
 
 def inline_blocks(text: bytes, limit: int) -> list[tuple[str, str, bytes]]:
     """(origin, name, data) of every uuencoded, BinHex and yEnc block in ``text``."""
     found: list[tuple[str, str, bytes]] = []
     for marker, origin, decode in INLINE_DECODERS:
-        if marker in text:
+        if marker in text and (b"\n" + marker in text or text.startswith(marker)):
             found += [(origin, name, data) for name, data in decode(text, limit) if data]
     return found
 

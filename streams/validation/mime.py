@@ -5,10 +5,14 @@
     walk.incomplete                        # the first limit hit (zip bomb, depth, count): not all was seen
     for part in walk.parts: part.locator, part.filename, part.data ...
 
-The stdlib parser (``compat32``: lenient, and no header objects to trip on) splits
-the MIME tree; transfer encodings are decoded here, leniently (junk in base64,
-missing padding, uuencode); declared lengths and charsets are never used to size or
-decode anything. Attached mails (message/rfc822, also when wrongly base64-encoded,
+The stdlib parser (``compat32``: lenient, and no header objects to trip on; header
+values unfolded when read) splits the MIME tree; transfer encodings are decoded in
+decoders.py as leniently as the most lenient reader (damaged base64 in each of its
+readings, quoted-printable, uuencode, BinHex, yEnc); declared lengths and charsets are
+never used to size or decode anything. Where readers may split the mail otherwise
+(readings.py: ambiguous boundaries, odd types, base64 cut by a boundary line), every
+other reading is walked too, its parts added when their content is new (locators
+"r1.2", "carved1", "2~2"); a mail is unparseable only when no reading can take it apart. Attached mails (message/rfc822, also when wrongly base64-encoded,
 and ``.eml`` files) are walked into, and so are zip, tar, gzip, bzip2 and xz
 containers found by their magic, not by their name; encrypted zip entries are
 reported, not read. Every expansion is bounded (depth, part count, bytes per part,
@@ -21,8 +25,6 @@ import bz2
 import hashlib
 import email
 import email.errors
-import email.header
-import email.utils
 import io
 import lzma
 import re
@@ -38,12 +40,12 @@ from typing import IO
 from streams.validation.decoders import (
     IDENTITY_ENCODINGS,
     base64_readings,
-    decode_base64,
     decode_transfer,
     inline_blocks,
 )
 from streams.validation.filetypes import archive_kind
-from streams.validation.readings import carved_base64, structure_readings
+from streams.validation.names import clean_name, declared_names
+from streams.validation.readings import carved_base64, damaged, structure_readings
 from streams.validation.settings import MimeLimits
 
 #: Defects after which the parts we see are not the parts a mail reader would see.
@@ -52,7 +54,6 @@ FATAL_DEFECTS = {
     email.errors.StartBoundaryNotFoundDefect: "multipart boundary never found in the body",
 }
 _GENERATOR_POLICY = compat32.clone(mangle_from_=False)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TAG = {"uuencode": "uu", "binhex": "hqx", "yenc": "yenc"}  # in locators: "2!uu1", "hqx1"
 _LINE_BREAK = re.compile(r"\r?\n")
 
@@ -62,7 +63,9 @@ class _Unfolding(Compat32):
     the blank stays), so a boundary folded over two lines is the boundary of the body."""
 
     def header_fetch_parse(self, name: str, value: str) -> str:  # type: ignore[override]
-        return super().header_fetch_parse(name, _LINE_BREAK.sub("", value) if isinstance(value, str) else value)
+        if isinstance(value, str) and "\n" in value:
+            value = _LINE_BREAK.sub("", value)
+        return super().header_fetch_parse(name, value)
 
 
 _PARSE_POLICY = _Unfolding()
@@ -212,7 +215,7 @@ class _Walker:
     def inline(self, part: Part) -> None:
         """uuencoded, BinHex and yEnc blocks in a part, each a member of it."""
         for n, (origin, name, data) in enumerate(inline_blocks(part.data, self.budget()), 1):
-            member = Part(f"{part.locator}!{_TAG[origin]}{n}", "", (_clean_name(name),), data, part.depth + 1,
+            member = Part(f"{part.locator}!{_TAG[origin]}{n}", "", (clean_name(name),), data, part.depth + 1,
                           origin, origin, False)
             if self.add(member):
                 self.contents(member)
@@ -227,20 +230,25 @@ class _Walker:
         finally:
             self.other = other
 
-    def others(self, raw: bytes) -> None:
+    def others(self, raw: bytes, msg: Message) -> None:
         """Every other reading of the mail (readings.py), with a byte budget of its own; a
-        mail the parser could not take apart is parseable when one of them can."""
+        mail the parser (``msg``) could not take apart is parseable when one of them can."""
         self.total = 0
-        parsed = [self.reading(f"r{n}", label, text) for n, (label, text) in enumerate(structure_readings(raw), 1)]
+        parsed = [self.reading(f"r{n}", label, text)
+                  for n, (label, text) in enumerate(structure_readings(raw, msg), 1)]
         if any(parsed) and self.unparseable:
             self.note(f"{self.unparseable}: read by another reading")
             self.unparseable = None
-        for n, block in enumerate(carved_base64(raw), 1):
+        carved = carved_base64(raw) if parsed or self.broken or damaged(msg) else ()
+        for n, block in enumerate(carved, 1):
             for k, data in enumerate(base64_readings(block), 1):
                 self.alternative(Part(f"carved{n}" + (f"~{k}" if k > 1 else ""), "", (), data, 1, "carved",
                                       "base64", False))
-        for n, (origin, name, data) in enumerate(inline_blocks(raw, self.budget()), 1):
-            self.alternative(Part(f"{_TAG[origin]}{n}", "", (_clean_name(name),), data, 1, origin, origin, False))
+        # Blocks outside every part: in a preamble or an epilogue (the leaves had theirs looked at).
+        around = (t for sub in msg.walk() for t in (sub.preamble, sub.epilogue) if t)
+        blocks = (b for text in around for b in inline_blocks(text.encode("utf-8", "surrogateescape"), self.budget()))
+        for n, (origin, name, data) in enumerate(blocks, 1):
+            self.alternative(Part(f"{_TAG[origin]}{n}", "", (clean_name(name),), data, 1, origin, origin, False))
 
     def reading(self, prefix: str, label: str, raw: bytes) -> bool:
         """Walks the mail as rewritten by a structure reading; True when it parsed without
@@ -379,7 +387,7 @@ def walk_message(raw: bytes, limits: MimeLimits | None = None) -> MimeWalk:
         if not msg.keys():
             walker.unparseable = "no header fields"
         walker.message(msg, "", 0, True)
-        walker.others(raw)
+        walker.others(raw, msg)
     except _Stop:
         pass
     except RecursionError:
@@ -390,54 +398,7 @@ def walk_message(raw: bytes, limits: MimeLimits | None = None) -> MimeWalk:
     return MimeWalk(tuple(walker.parts), walker.unparseable, walker.incomplete, tuple(walker.notes))
 
 
-# -- decoding, defensively ----------------------------------------------------
-
-
-def declared_names(msg: Message) -> tuple[str, ...]:
-    """Every file name the part declares (they may disagree, and readers differ in
-    which one they show): Content-Disposition filename, Content-Type name."""
-    names: list[str] = []
-    for param, header in (("filename", "content-disposition"), ("name", "content-type")):
-        try:
-            value = msg.get_param(param, header=header)
-        except Exception:  # noqa: BLE001 - a header too broken to read names nothing
-            continue
-        if value is None:
-            continue
-        try:
-            text = email.utils.collapse_rfc2231_value(value, errors="replace")
-        except Exception:  # noqa: BLE001
-            text = str(value)
-        name = _clean_name(_decode_words(str(text)))
-        if name and name not in names:
-            names.append(name)
-    return tuple(names)
-
-
-def _decode_words(text: str) -> str:
-    """RFC 2047 encoded words (which RFC 2231 forbids in parameters; mailers use them anyway)."""
-    if "=?" not in text:
-        return text
-    try:
-        chunks = email.header.decode_header(text)
-    except Exception:  # noqa: BLE001
-        return text
-    out = []
-    for chunk, charset in chunks:
-        if isinstance(chunk, str):
-            out.append(chunk)
-            continue
-        try:
-            out.append(chunk.decode(charset or "ascii", "replace"))
-        except LookupError:  # a charset Python does not know
-            out.append(chunk.decode("latin-1"))
-    return "".join(out)
-
-
-def _clean_name(name: str) -> str:
-    # Undecodable 8-bit header bytes arrive as surrogate escapes: show them as U+FFFD.
-    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return _CONTROL.sub("", name).strip().strip('"').strip()
+# -- reading the parser's parts ------------------------------------------------
 
 
 def _payload_bytes(msg: Message) -> bytes:

@@ -4,6 +4,8 @@ kind of malformed mail gives up the zip it hides, and its clean twin is walked w
 from __future__ import annotations
 
 import base64
+import email
+from email.policy import compat32
 
 import pytest
 
@@ -68,10 +70,13 @@ def test_boundary_candidates() -> None:
     assert boundary_candidates(b"multipart/mixed; boundary*=utf-8''x%41y") == [b"xAy"]
 
 
+def _readings(raw: bytes) -> list[tuple[str, bytes]]:
+    return list(structure_readings(raw, email.message_from_bytes(raw, policy=compat32)))
+
+
 def test_structure_readings_only_for_ambiguous_headers() -> None:
-    plain = KINDS["b64-mixed-lines"](payload_zip(False))
-    assert list(structure_readings(plain)) == []
-    labels = [label for label, _ in structure_readings(KINDS["two-boundaries"](payload_zip(False)))]
+    assert _readings(KINDS["b64-mixed-lines"](payload_zip(False))) == []
+    labels = [label for label, _ in _readings(KINDS["two-boundaries"](payload_zip(False)))]
     assert len(labels) == 2 and "'decoy'" in labels[0] and "'real'" in labels[1]
 
 
