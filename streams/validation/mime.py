@@ -12,7 +12,9 @@ readings, quoted-printable, uuencode, BinHex, yEnc); declared lengths and charse
 never used to size or decode anything. Where readers may split the mail otherwise
 (readings.py: ambiguous boundaries, odd types, base64 cut by a boundary line), every
 other reading is walked too, its parts added when their content is new (locators
-"r1.2", "carved1", "2~2"); a mail is unparseable only when no reading can take it apart. Attached mails (message/rfc822, also when wrongly base64-encoded,
+"r1.2", "carved1", "2~2"); a mail is unparseable only when no reading can take it apart.
+The other readings have a byte budget of their own (``max_total_bytes`` again), so a
+walk extracts at most twice that. Attached mails (message/rfc822, also when wrongly base64-encoded,
 and ``.eml`` files) are walked into, and so are zip, tar, gzip, bzip2 and xz
 containers found by their magic, not by their name; encrypted zip entries are
 reported, not read. Every expansion is bounded (depth, part count, bytes per part,
@@ -253,11 +255,16 @@ class _Walker:
     def reading(self, prefix: str, label: str, raw: bytes) -> bool:
         """Walks the mail as rewritten by a structure reading; True when it parsed without
         a fatal defect (a reader can take the mail apart that way)."""
-        msg = email.message_from_bytes(raw, policy=_PARSE_POLICY)
         self.note(f"reading {prefix}: {label}")
         other, self.other = self.other, True
         try:
+            msg = email.message_from_bytes(raw, policy=_PARSE_POLICY)
             self.message(msg, prefix, 0, False)
+        except _Stop:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a reading the parser fails on is no reading
+            self.note(f"reading {prefix} failed: {type(exc).__name__}: {exc}")
+            return False
         finally:
             self.other = other
         return not _fatal(msg)
