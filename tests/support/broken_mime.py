@@ -189,6 +189,17 @@ def unusual_subtype(data: bytes) -> bytes:
                       content_type=b'multipart/x-vnd.unheard-of; boundary="b1"')
 
 
+def multipart_without_subtype(data: bytes) -> bytes:
+    return _multipart(b"multipart without subtype", *_zip_part(_b64_lines(data)),
+                      content_type=b'multipart; boundary="b1"')
+
+
+def blank_in_content_type_name(data: bytes) -> bytes:
+    """The mail's own Content-Type with a blank before its colon (RFC 5322 obs-optional)."""
+    raw = _multipart(b"blank in the content-type name", *_zip_part(_b64_lines(data)))
+    return raw.replace(b"\r\nContent-Type: multipart/", b"\r\nContent-Type : multipart/", 1)
+
+
 def outer_boundary_in_base64(data: bytes) -> bytes:
     lines = _b64_lines(data, (40,))
     cut = len(lines) // 2
@@ -223,6 +234,8 @@ KINDS: dict[str, Callable[[bytes], bytes]] = {
     "rfc2231-beside-plain": rfc2231_beside_plain,
     "odd-multipart-type": odd_multipart_type,
     "unusual-subtype": unusual_subtype,
+    "multipart-without-subtype": multipart_without_subtype,
+    "blank-in-content-type-name": blank_in_content_type_name,
     "outer-boundary-in-base64": outer_boundary_in_base64,
     "folded-boundary": folded_boundary,
 }

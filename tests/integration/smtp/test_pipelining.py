@@ -51,3 +51,12 @@ def test_swaks_pipelining_delivers(smtp_server: StartServer) -> None:
     assert "MAIL FROM:<a@outside.test>\n -> RCPT TO:<b@example.com>\n -> DATA" in run.stdout, run.stdout
     mails = srv.mail_in()
     assert len(mails) == 1 and b"Subject: pipelined" in mails[0].value["message"]["data"]
+
+
+def test_smtp_source_is_served(smtp_server: StartServer) -> None:
+    """Postfix's load generator (the benches' client) waits for the 354 as it must."""
+    srv = smtp_server()
+    run = subprocess.run(["smtp-source", "-s", "2", "-m", "4", "-l", "2000", "-f", "a@outside.test",
+                          "-t", "b@example.com", f"127.0.0.1:{srv.port}"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and not run.stderr, run.stdout + run.stderr
+    assert len(srv.mail_in()) == 4
