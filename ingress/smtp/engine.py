@@ -3,8 +3,10 @@
 Commands are parsed straight from the receive buffer; replies of a pipelined group
 leave in one write; only the steps that wait (MAIL, RCPT, end of DATA: the filters
 and Kafka) run as tasks. Every byte passes ``lines.LineGuard`` first (CRLF only, no
-NUL, bounded lines: no SMTP smuggling); input buffered behind STARTTLS is thrown
-away (no command injection). The engine knows no policy: the handler's hooks
+NUL: no SMTP smuggling); a line over max_line_length is not kept and gets 500 5.5.2
+(a message line: after the end of the data), the session goes on; input buffered
+behind STARTTLS is thrown away (no command injection); a message sent before the 354
+ends the session (554 5.5.0, RFC 2920 3.1). The engine knows no policy: the handler's hooks
 (``handler.GatewayHandler``) answer MAIL, RCPT and DATA. Written for speed after
 aiosmtpd's engine cost ~0.5 ms of CPU per short session (see bench/smtp_vs_postfix.py).
 """
