@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from tests.integration.validation.test_clamd import attach, eicar_forwarded, message
-from tests.support.clamd import Clamd
 from tests.support.gateway import Gateway
 from tests.support.kafka import Broker
 from tests.support.sink import Sink
@@ -25,14 +24,6 @@ def send(gw: Gateway, raw: bytes) -> str:
 
 def wait_routed(gw: Gateway, queue: str, mail_id: str, timeout: float = 60.0) -> dict:
     return gw.wait_for_mail(f"mail.{queue}", mail_id, timeout)
-
-
-@pytest.fixture
-def scanning_gateway(broker: Broker, sink: Sink, clamd: Clamd, tmp_path: Path):
-    gw = Gateway(broker.bootstrap_servers, tmp_path / "node", sink.address,
-                 MAILGATE_VALIDATION__VIRUS_SCAN="true", MAILGATE_VALIDATION__CLAMD__ADDRESS=clamd.unix_address)
-    with gw:
-        yield gw
 
 
 def test_each_mail_lands_in_its_queue(scanning_gateway: Gateway, sink: Sink) -> None:
