@@ -67,7 +67,7 @@ class RuleWeights:
 
 
 def fit(probs: Sequence[float | None], hits: Sequence[Sequence[str]], labels: Sequence[bool],
-        l2: float = 3.0, min_support: int = 5, iterations: int = 50, ham_cost: float = 4.0) -> RuleWeights:
+        l2: float = 2.0, min_support: int = 5, iterations: int = 50, ham_cost: float = 4.0) -> RuleWeights:
     """Weights by L2-regularised logistic regression (Newton's method; the bias is not penalised).
     Rules hit by fewer than ``min_support`` training mails get no weight (nothing to learn it from)."""
     support: dict[str, int] = {}

@@ -73,6 +73,7 @@ class HeaderFacts:
     return_path: str = ""
     message_id: str = ""
     x_mailer: str = ""
+    priority: str = ""  # X-Priority, or Importance / X-MSMail-Priority when it is absent
     date: str = ""
     to_count: int = 0
     to: str = ""  # To and Cc as sent, lower-cased (for "recipient not named" checks)
@@ -104,6 +105,7 @@ class Extracted:
     raw_text_sample: str = ""
     raw_urls_sample: list[str] = field(default_factory=list)
     encoded_words_ascii: bool = False
+    text_base64: bool = False  # a text part (not an attachment) sent in base64, which mail clients do not do
 
 
 def fold(text: str) -> str:
@@ -284,6 +286,8 @@ def header_facts(headers: dict[str, list[str]]) -> HeaderFacts:
         message_id=_first(headers, "message-id").lower(),
         x_mailer=fold(_first(headers, "x-mailer") or _first(headers, "user-agent"))[:60],
         date=_first(headers, "date"),
+        priority=(_first(headers, "x-priority") or _first(headers, "importance")
+                  or _first(headers, "x-msmail-priority"))[:20].lower(),
         to_count=sum(v.count("@") for v in recipients),  # a count, cheaply: quoted @s are rare
         to=" ".join(recipients)[:MAX_HEADER_CHARS].lower(),
         received=[v[:300].lower() for v in unfold_all(headers.get("received", [])[:12])],
@@ -308,6 +312,8 @@ def _part_text(part: Message, out: Extracted, ctype: str, charset: str | None) -
         return None
     if charset:
         out.charsets.append(charset[:30])
+    if cte == "base64":
+        out.text_base64 = True
     return decode_bytes(data, charset)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from itertools import filterfalse
 
 import ahocorasick
-from email.utils import parsedate_tz
+from email.utils import mktime_tz, parsedate_tz
 
 from streams.spam.normalize import Extracted
 from streams.spam.urls import registrable_domain, url_host
@@ -79,6 +79,7 @@ _HIDDEN_RE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s
                         r"|<font[^>]+size\s*=\s*[\"']?[-+]?[01]\b")
 _WHITE_FONT_RE = re.compile(r"color\s*[:=]\s*[\"']?\s*(?:#f{3}(?:f{3})?|white|#fefefe|#fdfdfd)\b")
 _PASSWORD_RE = re.compile(r"type\s*=\s*[\"']?password|name\s*=\s*[\"']?(?:pin|cvv|ccnum|cardnumber|ssn)\b")
+_LARGE_FONT_RE = re.compile(r"<font[^>]+size\s*=\s*[\"']?(?:\+[2-9]|[5-9])\b|font-size\s*:\s*(?:[3-9]\d|\d{3,})px")
 _COMMENT_IN_WORD_RE = re.compile(r"\w<!--[^>]{0,40}-->\w")
 _ESCAPED_URL_RE = re.compile(r"%[0-9a-f]{2}.*%[0-9a-f]{2}", re.IGNORECASE)  # a URL that hides its letters
 _ANCHOR_OPEN_RE = re.compile(r"<a\s[^>]*?href\s*=\s*[\"']?([^\"'\s>]+)[^>]*>")  # on lower-cased markup
@@ -129,6 +130,8 @@ def _structure(ex: Extracted, hits: list[str]) -> None:
         hits.append("alternative_empty_text")
     if ex.encoded_words_ascii:
         hits.append("encoded_word_needless")
+    if ex.text_base64:
+        hits.append("text_base64")
 
 
 def _markup(ex: Extracted, hits: list[str]) -> None:
@@ -158,6 +161,8 @@ def _markup(ex: Extracted, hits: list[str]) -> None:
             hits.append("html_form_password")
     if "<script" in low or "javascript:" in low or "onload=" in low or "onmouseover=" in low:
         hits.append("html_script")
+    if _LARGE_FONT_RE.search(low):
+        hits.append("html_font_large")
     if low.count("<font") > 10:
         hits.append("html_many_font_tags")
     if "bgcolor" in low and "<table" in low:
@@ -344,10 +349,13 @@ def _headers(ex: Extracted, mail_from: str, rcpt_to: Sequence[str], hits: list[s
     if not h.received:
         hits.append("no_received")
     if h.date:
-        if parsedate_tz(h.date) is None:
+        sent = parsedate_tz(h.date)
+        if sent is None:
             hits.append("date_malformed")
-        elif not _DATE_SHAPE_RE.match(h.date.strip()):
-            hits.append("date_odd_format")
+        else:
+            if not _DATE_SHAPE_RE.match(h.date.strip()):
+                hits.append("date_odd_format")
+            _date_skew(sent, h.received, hits)
     else:
         hits.append("date_missing")
     if not h.message_id:
@@ -360,6 +368,8 @@ def _headers(ex: Extracted, mail_from: str, rcpt_to: Sequence[str], hits: list[s
         hits.append("outlook_without_mimeole")
     if "x-priority" in names and "x-msmail-priority" in names and not h.x_mailer:
         hits.append("priority_no_mailer")
+    if h.priority[:1] == "1" or h.priority.startswith("high"):
+        hits.append("priority_high")
     if h.to_count == 0:
         hits.append("to_missing")
     if "undisclosed" in h.to or "recipient list suppressed" in h.to:
@@ -388,6 +398,24 @@ def _headers(ex: Extracted, mail_from: str, rcpt_to: Sequence[str], hits: list[s
 
     if rcpt_to and h.to and not any(r.lower() in h.to for r in rcpt_to):
         hits.append("rcpt_not_in_to")
+
+
+def _date_skew(sent: tuple, received: Sequence[str], hits: list[str]) -> None:
+    """The Date the sender wrote far from when our nearest relay got the mail (SpamAssassin's
+    DATE_IN_PAST / DATE_IN_FUTURE): bulk senders stamp a campaign once and send it for days."""
+    if not received or ";" not in received[0]:
+        return
+    got = parsedate_tz(received[0].rpartition(";")[2].strip())
+    if got is None:
+        return
+    try:
+        skew = mktime_tz(sent) - mktime_tz(got)
+    except (OverflowError, ValueError):
+        return
+    if skew > 3 * 3600:
+        hits.append("date_in_future")
+    elif skew < -48 * 3600:
+        hits.append("date_in_past")
 
 
 def _received_forged(line: str) -> bool:
