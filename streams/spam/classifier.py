@@ -29,10 +29,7 @@ from streams.spam.fingerprint import token_hashes
 from streams.spam.normalize import Extracted
 from streams.spam.urls import registrable_domain, url_host
 
-try:
-    from streams.spam import _native
-except ImportError:  # not built (no Rust where it was installed): TokenClassifier serves, the same verdicts
-    _native = None  # type: ignore[assignment]
+from streams.spam.native import NATIVE as _native
 
 _SUBJECT_RE = re.compile(r"[^\W_]+|[!$%*]{2,}")
 Clue = tuple[float, float, float, int]  # (strength |p-0.5|, ln p, ln(1-p), token hash)

@@ -25,10 +25,7 @@ from typing import Any
 from streams.spam.mime import MAX_HEADER_CHARS, content_type, parse
 from streams.spam.urls import normalize_url
 
-try:
-    from streams.spam import _native
-except ImportError:  # not built: the regexes below do it all (the same results)
-    _native = None  # type: ignore[assignment]
+from streams.spam.native import NATIVE as _native
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\ufeff"))
 _CONFUSABLE_PAIRS = (
