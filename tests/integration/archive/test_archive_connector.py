@@ -18,7 +18,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.kafka import make_producer
 from core.settings import ControlSettings, KafkaSettings, Settings
 from egress.maildepot.store import ArchiveStore

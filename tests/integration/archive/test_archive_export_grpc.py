@@ -15,9 +15,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from control.rpc import pb, pb_grpc
-from control.server import ControlServer
-from control.topics import ensure_topics
+from control.proto.rpc import pb, pb_grpc
+from control.server.service import ControlServer
+from control.broker.topics import ensure_topics
 from core.settings import ControlSettings, KafkaSettings, Settings
 from egress.maildepot.search import Query, export
 from egress.maildepot.store import ArchiveStore

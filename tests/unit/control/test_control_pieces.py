@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from control.auth import Principal, Tokens, allowed, bearer
-from control.client import parse_duration
-from control.config_store import check_key, leaves, validate
-from control.engine import Engine, ServiceSpec
-from control.errors import InvalidArgument
-from control.metrics_feed import rejection_reason
-from control.node_link import env_name
-from control.queues import Held, apply_record
+from control.server.auth import Principal, Tokens, allowed, bearer
+from control.cli.client import parse_duration
+from control.server.config_store import check_key, leaves, validate
+from control.engine.supervisor import Engine, ServiceSpec
+from control.server.errors import InvalidArgument
+from control.server.metrics_feed import rejection_reason
+from control.engine.node_link import env_name
+from control.server.queues import Held, apply_record
 from core.control_channel import ALL_NODES, PROCESS, REFRESH, desired_key, effective, status_key
 from core.settings import Settings
 from schemas import default_codec, pack_message

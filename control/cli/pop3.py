@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
     @pop3_app.command("status")
     def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per account.")] = False) -> None:
         """Per account: state, last success, last error, mails collected, next attempt."""
-        from control.cli import load_settings, unreachable
+        from control.cli.app import load_settings, unreachable
 
         settings = load_settings()
         try:

@@ -5,7 +5,7 @@
     mailgate config get|set|reset
 
 The token comes from MAILGATE_CONTROL__TOKEN (or --token), the server from
-MAILGATE_CONTROL__HOST/__PORT (or --server). Exit codes: see control/client.py.
+MAILGATE_CONTROL__HOST/__PORT (or --server). Exit codes: see control/cli/client.py.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from control.client import ControlClient, ControlError, parse_duration
-from control.rpc import pb
+from control.cli.client import ControlClient, ControlError, parse_duration
+from control.proto.rpc import pb
 
 services_app = typer.Typer(help="The services of every node: list, start, stop, restart, pause, resume.",
                            no_args_is_help=True)
@@ -43,7 +43,7 @@ STATE_STYLE = {"running": "green", "stopped": "yellow", "failed": "red", "starti
 
 @contextmanager
 def control(server: str | None, token: str | None) -> Iterator[ControlClient]:
-    from control.cli import load_settings
+    from control.cli.app import load_settings
 
     settings = load_settings()
     try:

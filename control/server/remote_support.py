@@ -24,8 +24,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from control.auth import Tokens, bearer
-from control.topics import topic_sizes
+from control.server.auth import Tokens, bearer
+from control.broker.topics import topic_sizes
 from core.logging import get_logger
 from core.settings import Settings
 from core.tables import load_table

@@ -33,7 +33,7 @@ from core.logging import get_logger
 from core.settings import Settings
 
 if TYPE_CHECKING:
-    from control.node_link import NodeLink
+    from control.engine.node_link import NodeLink
 
 log = get_logger("engine")
 
@@ -118,7 +118,7 @@ class Engine:
             if main else {}
         try:
             if self.settings is not None:
-                from control.node_link import NodeLink
+                from control.engine.node_link import NodeLink
 
                 self.link = NodeLink(self.settings).start()
             for svc in self.services:

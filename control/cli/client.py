@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from control.rpc import pb_grpc
+from control.proto.rpc import pb_grpc
 from core.settings import Settings
 
 EXIT = {grpc.StatusCode.INVALID_ARGUMENT: 2, grpc.StatusCode.NOT_FOUND: 3, grpc.StatusCode.UNAVAILABLE: 4,

@@ -11,12 +11,12 @@ import grpc
 from confluent_kafka import KafkaException
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from control.auth import current
-from control.config_store import ConfigStore, Entry
-from control.errors import InvalidArgument, NotFound
-from control.plane import Change, ControlPlane, ServiceView
-from control.queues import Held, QueueBrowser
-from control.rpc import pb, pb_grpc
+from control.server.auth import current
+from control.server.config_store import ConfigStore, Entry
+from control.server.errors import InvalidArgument, NotFound
+from control.server.plane import Change, ControlPlane, ServiceView
+from control.server.queues import Held, QueueBrowser
+from control.proto.rpc import pb, pb_grpc
 from core.logging import get_logger
 
 log = get_logger("control-server")
@@ -186,10 +186,10 @@ class ControlServicer(pb_grpc.ControlServicer):
         who = current()
         return pb.WhoAmIResponse(name=who.name, role=who.role)
 
-    # -- archive (this node's store, read-only: control.archive) ---------------------------
+    # -- archive (this node's store, read-only: control.server.archive) ---------------------------
 
     def SearchArchive(self, request: Any, context: grpc.ServicerContext) -> pb.ArchiveSearchResponse:
-        from control.archive import find
+        from control.server.archive import find
 
         rows = self._call(context, lambda: find(self.plane.settings, _archive_query(request)))
         return pb.ArchiveSearchResponse(mails=[_archived(r) for r in rows])
@@ -197,7 +197,7 @@ class ControlServicer(pb_grpc.ControlServicer):
     def ExportArchive(self, request: Any, context: grpc.ServicerContext) -> Iterator[pb.ArchiveChunk]:
         """Streams each mail found in pieces of at most EXPORT_CHUNK bytes (issue 10: one reply with
         every mail passed gRPC's 4 MB receive limit)."""
-        from control.archive import exported
+        from control.server.archive import exported
 
         fmt = EXPORT_FORMATS.get(request.format, "")
         with _status(context):  # a bad query or no store: the status comes before any chunk

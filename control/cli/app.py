@@ -28,16 +28,16 @@ from rich.console import Console
 from rich.table import Table
 
 from control.broker.local import BrokerError, LocalBroker
-from control.cli_archive import register as register_archive_commands
-from control.cli_control import register as register_control_commands
-from control.cli_delivery import register as register_delivery_commands
-from control.pop3_status import register as register_pop3_commands
-from control.services import SERVICES
+from control.cli.archive import register as register_archive_commands
+from control.cli.remote import register as register_control_commands
+from control.cli.delivery import register as register_delivery_commands
+from control.cli.pop3 import register as register_pop3_commands
+from control.engine.services import SERVICES
 from core.logging import setup_logging
 from core.settings import Settings
 
 if TYPE_CHECKING:
-    from control.engine import ServiceSpec
+    from control.engine.supervisor import ServiceSpec
 
 app = typer.Typer(help="mailgate: an email security gateway on Apache Kafka.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -120,7 +120,7 @@ def up(
 ) -> None:
     """Start the local broker (unless an external cluster is set), create the topics, and run
     every service of this node until Ctrl-C."""
-    from control.engine import Engine
+    from control.engine.supervisor import Engine
 
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format, service="engine")
@@ -158,7 +158,7 @@ def up(
 
 
 def _spec(settings: Settings, index: int, name: str) -> ServiceSpec:
-    from control.engine import ServiceSpec
+    from control.engine.supervisor import ServiceSpec
 
     svc = SERVICES[name]
     env = {}
@@ -219,7 +219,7 @@ def kafka_status() -> None:
 # -- topics -------------------------------------------------------------------
 
 def _create_topics(settings: Settings, quiet: bool = False) -> None:
-    from control.topics import ensure_topics
+    from control.broker.topics import ensure_topics
 
     try:
         results = ensure_topics(settings)
@@ -246,7 +246,7 @@ def topics_create() -> None:
 @topics_app.command("list")
 def topics_list() -> None:
     """Every topic of the gateway with its record count (end minus start offsets)."""
-    from control.topics import topic_sizes
+    from control.broker.topics import topic_sizes
 
     settings = load_settings()
     try:
@@ -270,7 +270,7 @@ def sink(
     maildir: Annotated[Path | None, typer.Option(help="Keep each mail in this Maildir.")] = None,
 ) -> None:
     """An SMTP sink that accepts and prints every mail: a next hop for trying the gateway out."""
-    from control.sink import run_sink
+    from control.cli.sink import run_sink
 
     try:
         asyncio.run(run_sink(host, port, lambda m: out.print(m, highlight=False, soft_wrap=True), maildir))
@@ -286,7 +286,7 @@ def report(
     role: Annotated[str, typer.Option(help="admin or user (a user does not overrule an administrator)")] = "admin",
 ) -> None:
     """Report mails as spam or ham: the spam filter learns from them on every node within seconds."""
-    from control.reports import LABELS, publish_report
+    from control.server.reports import LABELS, publish_report
 
     if label not in LABELS:
         fail(f"label {label!r}: say `mailgate report spam FILE...` or `mailgate report ham FILE...`")

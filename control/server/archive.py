@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from control.errors import InvalidArgument, NotFound
+from control.server.errors import InvalidArgument, NotFound
 from core.settings import Settings
 from egress.maildepot.search import Query, export, search
 from egress.maildepot.store import ArchiveStore

@@ -13,7 +13,7 @@ import typer
 from confluent_kafka import KafkaException
 from rich.console import Console
 
-from control.delivery_history import Attempt, MailHistory, mail_history
+from control.cli.delivery_history import Attempt, MailHistory, mail_history
 from core.settings import Settings
 
 delivery_app = typer.Typer(help="Delivery results of smtp-client, from mail.delivery.", no_args_is_help=True)
@@ -51,7 +51,7 @@ def delivery_show(
     timeout: Annotated[float, typer.Option(help="Seconds to read mail.delivery to its end.")] = 30.0,
 ) -> None:
     """What happened to a mail for each recipient: attempts, replies, TLS, retries and bounces."""
-    from control.cli import load_settings, unreachable
+    from control.cli.app import load_settings, unreachable
 
     settings: Settings = load_settings()
     try:

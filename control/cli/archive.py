@@ -16,8 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from control.archive import checked, opened
-from control.errors import InvalidArgument, NotFound
+from control.server.archive import checked, opened
+from control.server.errors import InvalidArgument, NotFound
 from core.settings import Settings
 from egress.maildepot.search import Query, export, search
 from egress.maildepot.verify import verify
@@ -42,7 +42,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _settings() -> Settings:
-    from control.cli import load_settings
+    from control.cli.app import load_settings
 
     return load_settings()
 
