@@ -1,4 +1,4 @@
-"""The `mailgate` command: run the gateway, its local broker, its topics, one service.
+"""control/cli — the `mailgate` command: run the gateway, its local broker, its topics, one service.
 
     mailgate up                      # broker (unless external) + topics + every service of this node
     mailgate kafka start|stop|status # the local single-node KRaft broker
@@ -8,301 +8,27 @@
     mailgate queue list|show|release|delete|report            # the quarantine queues
     mailgate config get|set|reset                             # configuration changes, as events
     mailgate pop3 status             # the POP3 accounts: last success, last error
-    mailgate archive search|export|verify|hold|retention      # the mail archive of this node
+    mailgate archive search|export|verify|hold|retention      # the mail archive (asked of its archiver)
     mailgate delivery show MAIL_ID   # what happened to a mail, per recipient (mail.delivery)
     mailgate sink                    # an SMTP sink to deliver to while trying things out
+    mailgate report spam|ham FILE... # mails the spam filter learns from
+
+This module only builds the app from the command groups (node, broker, tools, remote, delivery,
+archive, pop3: one module each); what they share is in ``control.cli.common``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from confluent_kafka import KafkaException
-from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
-from control.broker.local import BrokerError, LocalBroker
-from control.cli.archive import register as register_archive_commands
-from control.cli.remote import register as register_control_commands
-from control.cli.delivery import register as register_delivery_commands
-from control.cli.pop3 import register as register_pop3_commands
-from control.engine.services import SERVICES
-from core.logging import setup_logging
-from core.settings import Settings
-
-if TYPE_CHECKING:
-    from control.engine.supervisor import ServiceSpec
+from control.cli import archive, broker, delivery, node, pop3, remote, tools
 
 app = typer.Typer(help="mailgate: an email security gateway on Apache Kafka.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-kafka_app = typer.Typer(help="The local single-node Kafka broker (KRaft).", no_args_is_help=True)
-topics_app = typer.Typer(help="The topics (queues) of the gateway.", no_args_is_help=True)
-app.add_typer(kafka_app, name="kafka")
-app.add_typer(topics_app, name="topics")
-register_control_commands(app)
-register_delivery_commands(app)
-register_archive_commands(app)
-register_pop3_commands(app)
-
-out = Console()
-err = Console(stderr=True)
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])} (MAILGATE_{'__'.join(str(p) for p in e['loc']).upper()}): "
-            f"{e['msg']}" for e in exc.errors())
-        fail(f"invalid settings: {problems}")
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-
-
-def unreachable(settings: Settings, exc: Exception) -> NoReturn:
-    hint = ("start it with `mailgate kafka start`" if settings.uses_local_broker
-            else "check MAILGATE_KAFKA__BOOTSTRAP_SERVERS")
-    fail(f"cannot reach Kafka at {settings.bootstrap_servers} ({exc}): {hint}")
-
-
-# -- services -----------------------------------------------------------------
-
-@app.command()
-def service(name: Annotated[str, typer.Argument(help=f"one of: {', '.join(SERVICES)}")]) -> None:
-    """Run one service in the foreground (the engine runs each like this)."""
-    if name not in SERVICES:
-        fail(f"unknown service {name!r}; the services are: {', '.join(SERVICES)}")
-    settings = load_settings()
-    setup_logging(settings.log_level, settings.log_format, service=name)
-    try:
-        SERVICES[name].run(settings)
-    except KafkaException as exc:
-        unreachable(settings, exc)
-    except OSError as exc:
-        fail(f"{name} cannot start: {exc}")
-
-
-# -- the whole node -----------------------------------------------------------
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-@app.command()
-def up(
-    stop_broker: Annotated[bool, typer.Option(help="Stop the local broker when the gateway stops.")] = True,
-) -> None:
-    """Start the local broker (unless an external cluster is set), create the topics, and run
-    every service of this node until Ctrl-C."""
-    from control.engine.supervisor import Engine
-
-    settings = load_settings()
-    setup_logging(settings.log_level, settings.log_format, service="engine")
-    broker = LocalBroker.from_settings(settings) if settings.uses_local_broker else None
-    started_broker = False
-    if broker is not None:
-        started_broker = not broker.is_running()
-        _start_broker(broker)
-    else:
-        out.print(f"using the external Kafka cluster at {settings.bootstrap_servers}")
-    try:
-        _create_topics(settings, quiet=True)
-        smtp = settings.smtp_server
-        if not _port_free(smtp.host, smtp.port):
-            fail(f"{smtp.host}:{smtp.port} is taken: stop what listens there, or set MAILGATE_SMTP_SERVER__PORT")
-        table = Table(title=f"mailgate on {settings.node}", title_justify="left")
-        table.add_column("service")
-        table.add_column("listens / consumes")
-        table.add_row("kafka", settings.bootstrap_servers + (" (local)" if broker else " (external)"))
-        specs = [_spec(settings, i, name) for i, name in enumerate(SERVICES)]
-        for spec in specs:
-            table.add_row(spec.name, spec.listens + ("" if spec.auto_start else " (off until an administrator "
-                                                                                 "starts it)"))
-        out.print(table)
-        host, port = settings.smtp_client.smarthost_addr
-        if not _listening(host, port):
-            out.print(f"[yellow]note:[/] nothing answers on the smarthost {host}:{port} yet; mail waits in "
-                      f"mail.out until it does (try `mailgate sink` in another terminal).")
-        out.print("Ctrl-C stops the gateway.")
-        Engine(specs, settings=settings).run()
-    finally:
-        if broker is not None and started_broker and stop_broker:
-            broker.stop()
-            out.print("local Kafka stopped")
-
-
-def _spec(settings: Settings, index: int, name: str) -> ServiceSpec:
-    from control.engine.supervisor import ServiceSpec
-
-    svc = SERVICES[name]
-    env = {}
-    listens = svc.listens(settings)
-    if settings.control.metrics_port_base:
-        port = settings.control.metrics_port_base + index
-        env["MAILGATE_CONTROL__METRICS_PORT"] = str(port)
-        listens += f", /metrics :{port}"
-    return ServiceSpec(name, listens, auto_start=svc.auto_start, restart_after_stop=svc.grace_restart, env=env)
-
-
-def _start_broker(broker: LocalBroker) -> None:
-    try:
-        broker.start(say=lambda m: out.print(m, highlight=False))
-    except BrokerError as exc:
-        fail(str(exc))
-
-
-# -- kafka --------------------------------------------------------------------
-
-def _local_broker(settings: Settings) -> LocalBroker:
-    if not settings.uses_local_broker:
-        fail(f"an external cluster is configured ({settings.bootstrap_servers}); mailgate starts no broker "
-             "then. Unset MAILGATE_KAFKA__BOOTSTRAP_SERVERS to use the local one.")
-    return LocalBroker.from_settings(settings)
-
-
-@kafka_app.command("start")
-def kafka_start() -> None:
-    """Download (once), format (once) and start the local broker."""
-    _start_broker(_local_broker(load_settings()))
-
-
-@kafka_app.command("stop")
-def kafka_stop() -> None:
-    """Stop the local broker; its data stays."""
-    broker = _local_broker(load_settings())
-    out.print("Kafka stopped" if broker.stop() else "Kafka was not running")
-
-
-@kafka_app.command("status")
-def kafka_status() -> None:
-    """Say whether the local broker runs, where, and where its data is. Exit 3 when it does not run."""
-    broker = _local_broker(load_settings())
-    pid = broker.pid()
-    table = Table(show_header=False)
-    table.add_row("state", "[green]running[/]" if pid else "[red]stopped[/]")
-    table.add_row("pid", str(pid or "-"))
-    table.add_row("bootstrap", broker.bootstrap_servers)
-    table.add_row("version", broker.version)
-    table.add_row("data", str(broker.data_dir))
-    table.add_row("log", str(broker.log_file))
-    out.print(table)
-    if not pid:
-        raise typer.Exit(3)
-
-
-# -- topics -------------------------------------------------------------------
-
-def _create_topics(settings: Settings, quiet: bool = False) -> None:
-    from control.broker.topics import ensure_topics
-
-    try:
-        results = ensure_topics(settings)
-    except KafkaException as exc:
-        unreachable(settings, exc)
-    created = [r for r in results if r.status == "created"]
-    if quiet:
-        out.print(f"topics: {len(created)} created, {len(results) - len(created)} already there")
-        return
-    table = Table()
-    for col in ("topic", "partitions", "compacted", "status"):
-        table.add_column(col)
-    for r in results:
-        table.add_row(r.name, str(r.partitions), "yes" if r.compacted else "", r.status)
-    out.print(table)
-
-
-@topics_app.command("create")
-def topics_create() -> None:
-    """Create every topic of the gateway (idempotent) and publish the Avro schemas."""
-    _create_topics(load_settings())
-
-
-@topics_app.command("list")
-def topics_list() -> None:
-    """Every topic of the gateway with its record count (end minus start offsets)."""
-    from control.broker.topics import topic_sizes
-
-    settings = load_settings()
-    try:
-        sizes = topic_sizes(settings)
-    except KafkaException as exc:
-        unreachable(settings, exc)
-    table = Table()
-    for col in ("topic", "partitions", "records"):
-        table.add_column(col)
-    for name, (partitions, records) in sizes.items():
-        table.add_row(name, str(partitions) if partitions else "[red]missing[/]", str(records))
-    out.print(table)
-
-
-# -- sink ---------------------------------------------------------------------
-
-@app.command()
-def sink(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (the default smarthost port).")] = 2526,
-    maildir: Annotated[Path | None, typer.Option(help="Keep each mail in this Maildir.")] = None,
-) -> None:
-    """An SMTP sink that accepts and prints every mail: a next hop for trying the gateway out."""
-    from control.cli.sink import run_sink
-
-    try:
-        asyncio.run(run_sink(host, port, lambda m: out.print(m, highlight=False, soft_wrap=True), maildir))
-    except OSError as exc:
-        fail(f"cannot listen on {host}:{port}: {exc}")
-
-
-@app.command()
-def report(
-    label: Annotated[str, typer.Argument(help="spam or ham")],
-    files: Annotated[list[Path], typer.Argument(help="mails (RFC 5322 files, e.g. .eml) to report")],
-    reporter: Annotated[str, typer.Option(help="who says so")] = "admin",
-    role: Annotated[str, typer.Option(help="admin or user (a user does not overrule an administrator)")] = "admin",
-) -> None:
-    """Report mails as spam or ham: the spam filter learns from them on every node within seconds."""
-    from control.server.reports import LABELS, publish_report
-
-    if label not in LABELS:
-        fail(f"label {label!r}: say `mailgate report spam FILE...` or `mailgate report ham FILE...`")
-    if role not in ("admin", "user"):
-        fail(f"--role {role!r}: admin or user")
-    settings = load_settings()
-    for path in files:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            fail(f"cannot read {path}: {exc.strerror}")
-        try:
-            mail_id = publish_report(settings, raw, label, reporter, role)
-        except ConnectionError as exc:
-            unreachable(settings, exc)
-        out.print(f"reported {path} as {label} (report {mail_id})", highlight=False)
+for group in (node, broker, tools, remote, delivery, archive, pop3):
+    group.register(app)
 
 
 def main() -> None:

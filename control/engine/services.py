@@ -1,4 +1,4 @@
-"""The services of a node: what each is, how it runs, where it listens.
+"""control/engine — the services of a node: what each is, how it runs, where it listens.
 
 The engine runs each as `mailgate service <name>` in a child process; the CLI
 and the control server list them from here. A service's code lives in its own

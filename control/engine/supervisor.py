@@ -1,4 +1,4 @@
-"""engine: the supervisor that runs the services of one node as child processes.
+"""control/engine — the supervisor that runs the services of one node as child processes.
 
 `mailgate up` starts it. A service that exits on its own is started again after
 a backoff (1 s, doubling to 30 s); Ctrl-C (SIGINT) or SIGTERM stops every

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
 
+from control.engine.services import SERVICES, Service
 from control.server.auth import Principal
 from control.server.errors import InvalidArgument
 from control.server.lag import LagReader
-from control.engine.services import SERVICES, Service
 from control.server.status_table import StatusTable
 from core.control_channel import (
     ALL_NODES,

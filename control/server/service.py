@@ -16,12 +16,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from control.proto.rpc import SERVICE_NAME, pb, pb_grpc
 from control.server.auth import AuthInterceptor, Tokens
 from control.server.config_store import ConfigStore
 from control.server.metrics_feed import MetricsFeed
 from control.server.plane import ControlPlane
 from control.server.queues import QueueBrowser
-from control.proto.rpc import SERVICE_NAME, pb, pb_grpc
 from control.server.servicer import ControlServicer
 from core.logging import get_logger
 from core.settings import Settings

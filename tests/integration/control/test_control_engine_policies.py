@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from control.server.auth import Principal
-from control.engine.supervisor import Engine, ServiceSpec
-from control.server.plane import ControlPlane
-from control.engine.services import SERVICES
 from control.broker.topics import ensure_topics
+from control.engine.services import SERVICES
+from control.engine.supervisor import Engine, ServiceSpec
+from control.server.auth import Principal
+from control.server.plane import ControlPlane
 from core.control_channel import PROCESS
 from core.settings import ControlSettings, KafkaSettings, Settings
 from tests.integration.control.conftest import ADMIN_TOKEN, USER, USER_TOKEN, diagnostics, listening, wait_until
