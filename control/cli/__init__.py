@@ -1,4 +1,4 @@
-"""control: the `mailgate` command (typer), one module per command group.
+"""control/cli — the `mailgate` command (typer), one module per command group.
 
 The console script is ``mailgate = control.cli:main``; ``python -m control.cli`` is the same
 (the engine runs each service so). The app is built in ``control.cli.app``, imported only

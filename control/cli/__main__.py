@@ -1,4 +1,4 @@
-"""control: ``python -m control.cli ...`` runs the `mailgate` command."""
+"""control/cli — ``python -m control.cli ...`` runs the `mailgate` command."""
 
 from control.cli import main
 

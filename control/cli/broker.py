@@ -1,4 +1,4 @@
-"""control: `mailgate kafka start|stop|status` (the local broker) and `mailgate topics create|list`."""
+"""control/cli — `mailgate kafka start|stop|status` (the local broker) and `mailgate topics create|list`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""control: what every command group of the `mailgate` CLI shares — the consoles, failing with an
+"""control/cli — what every command group of the `mailgate` CLI shares — the consoles, failing with an
 exit code, loading the settings, and saying that Kafka cannot be reached. The groups import this
 module, never ``control.cli.app`` (which imports them)."""
 

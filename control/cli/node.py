@@ -1,4 +1,4 @@
-"""control: `mailgate service NAME` (one service in the foreground, as the engine runs each) and
+"""control/cli — `mailgate service NAME` (one service in the foreground, as the engine runs each) and
 `mailgate up` (the local broker unless external, the topics, then every service of this node)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""control: `mailgate sink` (an SMTP next hop to try the gateway with) and `mailgate report spam|ham`
+"""control/cli — `mailgate sink` (an SMTP next hop to try the gateway with) and `mailgate report spam|ham`
 (mails the spam filter learns from)."""
 
 from __future__ import annotations

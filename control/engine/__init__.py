@@ -1,1 +1,1 @@
-"""control: the engine that runs and supervises a node's services, and the service registry."""
+"""control/engine — the engine that runs and supervises a node's services, and the service registry."""

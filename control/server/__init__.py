@@ -1,1 +1,1 @@
-"""control: control-server, the gRPC control plane (servicer, service layer, auth, serve())."""
+"""control/server — control-server, the gRPC control plane (servicer, service layer, auth, serve())."""

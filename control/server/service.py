@@ -1,4 +1,4 @@
-"""Entry point of control-server: `mailgate service control-server`.
+"""control/server — entry point of control-server: `mailgate service control-server`.
 
 serve() wires: token authentication (``auth.AuthInterceptor``), optional TLS,
 the Control servicer over the service layer, standard gRPC health checking and
