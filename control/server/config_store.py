@@ -19,9 +19,9 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import NoDecode
 
-from control.auth import Principal
-from control.errors import InvalidArgument
-from control.node_link import env_name
+from control.engine.node_link import env_name
+from control.server.auth import Principal
+from control.server.errors import InvalidArgument
 from core.control_channel import now_ms, produce_event
 from core.kafka import make_producer
 from core.logging import get_logger

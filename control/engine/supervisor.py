@@ -1,4 +1,4 @@
-"""engine: the supervisor that runs the services of one node as child processes.
+"""control/engine — the supervisor that runs the services of one node as child processes.
 
 `mailgate up` starts it. A service that exits on its own is started again after
 a backoff (1 s, doubling to 30 s); Ctrl-C (SIGINT) or SIGTERM stops every
@@ -33,7 +33,7 @@ from core.logging import get_logger
 from core.settings import Settings
 
 if TYPE_CHECKING:
-    from control.node_link import NodeLink
+    from control.engine.node_link import NodeLink
 
 log = get_logger("engine")
 
@@ -118,7 +118,7 @@ class Engine:
             if main else {}
         try:
             if self.settings is not None:
-                from control.node_link import NodeLink
+                from control.engine.node_link import NodeLink
 
                 self.link = NodeLink(self.settings).start()
             for svc in self.services:

@@ -11,12 +11,13 @@ import grpc
 from confluent_kafka import KafkaException
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from control.auth import current
-from control.config_store import ConfigStore, Entry
-from control.errors import InvalidArgument, NotFound
-from control.plane import Change, ControlPlane, ServiceView
-from control.queues import Held, QueueBrowser
-from control.rpc import pb, pb_grpc
+from control.proto.rpc import pb, pb_grpc
+from control.server.archive import export, search
+from control.server.auth import current
+from control.server.config_store import ConfigStore, Entry
+from control.server.errors import InvalidArgument, NotFound, Unavailable
+from control.server.plane import Change, ControlPlane, ServiceView
+from control.server.queues import Held, QueueBrowser
 from core.logging import get_logger
 
 log = get_logger("control-server")
@@ -44,6 +45,8 @@ def _status(context: grpc.ServicerContext) -> Iterator[None]:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     except NotFound as exc:
         context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+    except Unavailable as exc:
+        context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
     except (KafkaException, TimeoutError) as exc:
         log.warning("kafka unavailable", error=str(exc))
         context.abort(grpc.StatusCode.UNAVAILABLE, f"Kafka did not answer: {exc}")
@@ -74,16 +77,13 @@ def _mail(held: Held, recipients: list[str]) -> pb.QueuedMail:
 
 
 EXPORT_FORMATS = {pb.EXPORT_FORMAT_MBOX: "mbox", pb.EXPORT_FORMAT_EML: "eml"}
-EXPORT_CHUNK = 1 << 20  # bytes of a mail per ArchiveChunk: far below gRPC's default 4 MB receive limit
 
 
-def _archive_query(request: Any) -> Any:
-    from egress.maildepot.search import Query
-
-    return Query(sender=request.sender, recipient=request.recipient, subject=request.subject, text=request.text,
-                 since_ms=request.since.ToMilliseconds() if request.HasField("since") else None,
-                 until_ms=request.until.ToMilliseconds() if request.HasField("until") else None,
-                 mail_ids=tuple(request.mail_ids), limit=request.limit, offset=request.offset)
+def _archive_query(request: Any) -> dict[str, Any]:
+    return dict(sender=request.sender, recipient=request.recipient, subject=request.subject, text=request.text,
+                since_ms=request.since.ToMilliseconds() if request.HasField("since") else None,
+                until_ms=request.until.ToMilliseconds() if request.HasField("until") else None,
+                mail_ids=list(request.mail_ids), limit=request.limit, offset=request.offset)
 
 
 def _archived(row: dict[str, Any]) -> pb.ArchivedMail:
@@ -186,22 +186,17 @@ class ControlServicer(pb_grpc.ControlServicer):
         who = current()
         return pb.WhoAmIResponse(name=who.name, role=who.role)
 
-    # -- archive (this node's store, read-only: control.archive) ---------------------------
+    # -- archive (asked of maildepot-archiver over Kafka: control.server.archive) -----------------
 
     def SearchArchive(self, request: Any, context: grpc.ServicerContext) -> pb.ArchiveSearchResponse:
-        from control.archive import find
-
-        rows = self._call(context, lambda: find(self.plane.settings, _archive_query(request)))
+        who = current()
+        rows = self._call(context, lambda: search(self.plane.settings, _archive_query(request), who.actor))
         return pb.ArchiveSearchResponse(mails=[_archived(r) for r in rows])
 
     def ExportArchive(self, request: Any, context: grpc.ServicerContext) -> Iterator[pb.ArchiveChunk]:
-        """Streams each mail found in pieces of at most EXPORT_CHUNK bytes (issue 10: one reply with
+        """Streams each mail found in the archiver's pieces of at most 1 MiB (issue 10: one reply with
         every mail passed gRPC's 4 MB receive limit)."""
-        from control.archive import exported
-
-        fmt = EXPORT_FORMATS.get(request.format, "")
-        with _status(context):  # a bad query or no store: the status comes before any chunk
-            for mail_id, data in exported(self.plane.settings, _archive_query(request.query), fmt):
-                for start in range(0, max(len(data), 1), EXPORT_CHUNK):
-                    yield pb.ArchiveChunk(mail_id=mail_id, data=data[start:start + EXPORT_CHUNK],
-                                          last=start + EXPORT_CHUNK >= len(data))
+        fmt, who = EXPORT_FORMATS.get(request.format, ""), current()
+        with _status(context):  # a bad query or no archiver: the status comes before any chunk
+            for mail_id, data, last in export(self.plane.settings, _archive_query(request.query), fmt, who.actor):
+                yield pb.ArchiveChunk(mail_id=mail_id, data=data, last=last)

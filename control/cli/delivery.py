@@ -1,4 +1,4 @@
-"""`mailgate delivery show MAIL_ID [--rcpt ADDRESS]` — what happened to a mail, per recipient.
+"""control/cli — `mailgate delivery show MAIL_ID [--rcpt ADDRESS]` — what happened to a mail, per recipient.
 
 Reads mail.delivery (smtp-client's MailDelivered / DeliveryFailed events) straight from
 Kafka, so it answers on any node, with or without the control server running.
@@ -11,13 +11,12 @@ from typing import Annotated
 
 import typer
 from confluent_kafka import KafkaException
-from rich.console import Console
 
-from control.delivery_history import Attempt, MailHistory, mail_history
+from control.cli.common import err, load_settings, unreachable
+from control.cli.delivery_history import Attempt, MailHistory, mail_history
 from core.settings import Settings
 
 delivery_app = typer.Typer(help="Delivery results of smtp-client, from mail.delivery.", no_args_is_help=True)
-err = Console(stderr=True)
 
 
 def _when(ms: int | None) -> str:
@@ -51,8 +50,6 @@ def delivery_show(
     timeout: Annotated[float, typer.Option(help="Seconds to read mail.delivery to its end.")] = 30.0,
 ) -> None:
     """What happened to a mail for each recipient: attempts, replies, TLS, retries and bounces."""
-    from control.cli import load_settings, unreachable
-
     settings: Settings = load_settings()
     try:
         history = mail_history(settings, mail_id, timeout)

@@ -1,4 +1,4 @@
-"""Control plane: "what happened to mail X for recipient Y", from Kafka alone.
+"""control/cli — "what happened to mail X for recipient Y", from Kafka alone.
 
 smtp-client writes one MailDelivered or DeliveryFailed event per attempt and reply to
 ``mail.delivery`` (key: the mail id). This reads the topic to its end, keeps the events

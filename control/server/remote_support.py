@@ -1,4 +1,4 @@
-"""Entry point of remote-support: `mailgate service remote-support` (run by the engine only).
+"""control/server — entry point of remote-support: `mailgate service remote-support` (run by the engine only).
 
 The appliance's remote-maintenance channel would be an outbound support tunnel;
 no such peer can be reached here, so remote support is a real, minimal
@@ -24,8 +24,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from control.auth import Tokens, bearer
-from control.topics import topic_sizes
+from control.broker.topics import topic_sizes
+from control.server.auth import Tokens, bearer
 from core.logging import get_logger
 from core.settings import Settings
 from core.tables import load_table

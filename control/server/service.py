@@ -1,4 +1,4 @@
-"""Entry point of control-server: `mailgate service control-server`.
+"""control/server — entry point of control-server: `mailgate service control-server`.
 
 serve() wires: token authentication (``auth.AuthInterceptor``), optional TLS,
 the Control servicer over the service layer, standard gRPC health checking and
@@ -16,13 +16,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from control.auth import AuthInterceptor, Tokens
-from control.config_store import ConfigStore
-from control.metrics_feed import MetricsFeed
-from control.plane import ControlPlane
-from control.queues import QueueBrowser
-from control.rpc import SERVICE_NAME, pb, pb_grpc
-from control.servicer import ControlServicer
+from control.proto.rpc import SERVICE_NAME, pb, pb_grpc
+from control.server.auth import AuthInterceptor, Tokens
+from control.server.config_store import ConfigStore
+from control.server.metrics_feed import MetricsFeed
+from control.server.plane import ControlPlane
+from control.server.queues import QueueBrowser
+from control.server.servicer import ControlServicer
 from core.logging import get_logger
 from core.settings import Settings
 

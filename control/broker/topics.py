@@ -1,4 +1,4 @@
-"""`mailgate topics create`: make every topic of the map, idempotently, and
+"""control/broker — `mailgate topics create`: make every topic of the map, idempotently, and
 publish the shipped Avro schemas to the schemas topic."""
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ def topic_config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
     config = {"max.message.bytes": str(max_record_bytes(settings) if spec.carries_mail else 1048588)}
     if spec.compacted:
         config |= {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
+    if spec.retention_ms is not None:
+        config |= {"retention.ms": str(spec.retention_ms), "segment.ms": str(spec.retention_ms)}
     if settings.kafka.replication_factor > 1:
         config["min.insync.replicas"] = str(min(2, settings.kafka.replication_factor))
     return config

@@ -1,4 +1,4 @@
-"""`mailgate sink`: a small SMTP sink for trying the gateway out — it accepts
+"""control/cli — `mailgate sink`: a small SMTP sink for trying the gateway out — it accepts
 every mail, prints one line per mail, and can keep them in a Maildir."""
 
 from __future__ import annotations

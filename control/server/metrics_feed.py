@@ -17,8 +17,8 @@ from typing import Any
 from confluent_kafka import OFFSET_END, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
-from control.plane import ControlPlane
-from control.services import SERVICES
+from control.engine.services import SERVICES
+from control.server.plane import ControlPlane
 from core.kafka import make_consumer
 from core.logging import get_logger
 from core.metrics import LAG, LATENCY, QUEUE_RECORDS, REJECTIONS

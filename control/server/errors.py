@@ -9,3 +9,7 @@ class InvalidArgument(ValueError):
 
 class NotFound(LookupError):
     """What the request names does not exist, or not for this caller (NOT_FOUND)."""
+
+
+class Unavailable(ConnectionError):
+    """What the request needs does not answer (no archiver running, Kafka down): UNAVAILABLE."""

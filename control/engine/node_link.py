@@ -1,4 +1,4 @@
-"""engine: its link to the control plane — the desired state it obeys, the
+"""control/engine — the engine's link to the control plane: the desired state it obeys, the
 configuration it gives the services it starts, and the status it reports.
 
 Reads control.desired and config (compacted, followed in threads), writes

@@ -1,4 +1,4 @@
-"""The CLI's end of control-server: a gRPC channel with the token, and errors people can read.
+"""control/cli — the CLI's end of control-server: a gRPC channel with the token, and errors people can read.
 
 Exit codes of the `mailgate services|queue|config` commands: 0 done, 1 other
 failure, 2 a wrong argument, 3 not found, 4 control-server cannot be reached,
@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from control.rpc import pb_grpc
+from control.proto.rpc import pb_grpc
 from core.settings import Settings
 
 EXIT = {grpc.StatusCode.INVALID_ARGUMENT: 2, grpc.StatusCode.NOT_FOUND: 3, grpc.StatusCode.UNAVAILABLE: 4,

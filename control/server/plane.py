@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
 
-from control.auth import Principal
-from control.errors import InvalidArgument
-from control.lag import LagReader
-from control.services import SERVICES, Service
-from control.status_table import StatusTable
+from control.engine.services import SERVICES, Service
+from control.server.auth import Principal
+from control.server.errors import InvalidArgument
+from control.server.lag import LagReader
+from control.server.status_table import StatusTable
 from core.control_channel import (
     ALL_NODES,
     CONSUMERS,

@@ -1,4 +1,4 @@
-"""Spam and ham reports: an administrator or a user says what a mail is. Each report
+"""control/server — spam and ham reports: an administrator or a user says what a mail is. Each report
 is a SpamReport event on spam.reports; the spam filter learns from it on every node."""
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """control-server: the quarantine queues (mail.spam, mail.virus, mail.ciss, mail.quarantine),
-answered from the quarantine read model (``control.quarantine_view``, a view of the topics kept
+answered from the quarantine read model (``control.server.quarantine_view``, a view of the topics kept
 up to date in the background), acted on with events.
 
 A queue's content: its MailRouted records, less the recipients that a later
 QueueAction (RELEASE, DELETE) on the same topic took out; a null-value record
 with a mail's key removes it whole. A user sees, and acts on, only the mail
 of its own address, and only for that address. Spam/ham reports are SpamReport
-events on spam.reports (``control.reports``), which the spam filter learns from.
+events on spam.reports (``control.server.reports``), which the spam filter learns from.
 Every action waits until the view has applied its own event, so the next listing shows it.
 
 A mail message-validation held because clamd gave no answer (reason ``held: ...``) was never
@@ -22,10 +22,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
-from control.auth import Principal
-from control.errors import InvalidArgument, NotFound
-from control.quarantine_view import QUEUES, Held, QuarantineView, apply_record
-from control.reports import report_record
+from control.server.auth import Principal
+from control.server.errors import InvalidArgument, NotFound
+from control.server.quarantine_view import QUEUES, Held, QuarantineView, apply_record
+from control.server.reports import report_record
 from core.control_channel import now_ms
 from core.kafka import make_producer
 from core.settings import Settings

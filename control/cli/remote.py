@@ -1,11 +1,11 @@
-"""The control-plane commands of `mailgate`, talking to control-server over gRPC:
+"""control/cli — the control-plane commands of `mailgate`, talking to control-server over gRPC:
 
     mailgate services list|start|stop|restart|pause|resume
     mailgate queue list|show|release|delete|report
     mailgate config get|set|reset
 
 The token comes from MAILGATE_CONTROL__TOKEN (or --token), the server from
-MAILGATE_CONTROL__HOST/__PORT (or --server). Exit codes: see control/client.py.
+MAILGATE_CONTROL__HOST/__PORT (or --server). Exit codes: see control/cli/client.py.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from control.client import ControlClient, ControlError, parse_duration
-from control.rpc import pb
+from control.cli.client import ControlClient, ControlError, parse_duration
+from control.cli.common import err, load_settings, out
+from control.proto.rpc import pb
 
 services_app = typer.Typer(help="The services of every node: list, start, stop, restart, pause, resume.",
                            no_args_is_help=True)
@@ -30,8 +30,6 @@ queue_app = typer.Typer(help="The quarantine queues: list, show, release, delete
 config_app = typer.Typer(help="Configuration through the control plane (each change is an event).",
                          no_args_is_help=True)
 
-out = Console()
-err = Console(stderr=True)
 
 Server = Annotated[str | None, typer.Option("--server", help="control-server host:port (default from settings).")]
 Token = Annotated[str | None, typer.Option("--token", help="Bearer token (default MAILGATE_CONTROL__TOKEN).")]
@@ -43,8 +41,6 @@ STATE_STYLE = {"running": "green", "stopped": "yellow", "failed": "red", "starti
 
 @contextmanager
 def control(server: str | None, token: str | None) -> Iterator[ControlClient]:
-    from control.cli import load_settings
-
     settings = load_settings()
     try:
         with ControlClient(settings, server, token) as client:

@@ -1,4 +1,4 @@
-"""The services of a node: what each is, how it runs, where it listens.
+"""control/engine — the services of a node: what each is, how it runs, where it listens.
 
 The engine runs each as `mailgate service <name>` in a child process; the CLI
 and the control server list them from here. A service's code lives in its own
@@ -117,9 +117,9 @@ SERVICES: dict[str, Service] = {s.name: s for s in (
             _entry("maildepot-connector", "ingress.connector.service:serve", True), _connector_listens,
             restart_after_stop=True),
     Service("control-server", "gRPC control plane for the administrator and user consoles",
-            _entry("control-server", "control.server:run"),
+            _entry("control-server", "control.server.service:run"),
             lambda s: f"grpc{'s' if s.control.tls_cert_file else ''}://{s.control.host}:{s.control.port}"),
     Service("remote-support", "diagnostics for remote maintenance; off unless an administrator starts it "
-            "for a limited time", _entry("remote-support", "control.remote_support:run"),
+            "for a limited time", _entry("remote-support", "control.server.remote_support:run"),
             lambda s: f"http://127.0.0.1:{s.control.remote_support_port}", auto_start=False),
 )}

@@ -1,4 +1,4 @@
-"""`mailgate pop3 status`: the POP3 accounts of every node — state, last success,
+"""control/cli — `mailgate pop3 status`: the POP3 accounts of every node — state, last success,
 last error, counts, next attempt — as pop3-proxy and pop3s-proxy reported them
 to control.status (aspect ``account/<name>``; see ingress/pop3/status.py).
 
@@ -20,6 +20,7 @@ from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.table import Table
 
+from control.cli.common import load_settings, unreachable
 from core.control_channel import ACCOUNT, Record
 from core.settings import Settings
 from core.tables import load_table
@@ -98,8 +99,6 @@ def register(app: typer.Typer) -> None:
     @pop3_app.command("status")
     def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per account.")] = False) -> None:
         """Per account: state, last success, last error, mails collected, next attempt."""
-        from control.cli import load_settings, unreachable
-
         settings = load_settings()
         try:
             rows = account_rows(settings)
