@@ -1,7 +1,7 @@
 """Benchmark (not a test): spam-filter accuracy and speed, mailgate vs SpamAssassin.
 
     python bench/spam_accuracy.py [--train sa1 --test sa2] [--no-split] [--no-cross]
-                                  [--seed 6] [--share 0.5] [--runs 3] [--sa-children 2] [--sa-sample 0] [--no-sa]
+                                  [--ablation] [--seed 6] [--share 0.5] [--runs 3] [--sa-children 2] [--sa-sample 0] [--no-sa]
 
 **Cross-corpus (the headline table).** A filter is trained on one set of mail and
 scores another, from other senders, campaigns, mailbox software and years, as it
@@ -69,7 +69,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from streams.spam import base_build
+from streams.spam import base_build, classifier, rules
 from streams.spam.base_build import envelope
 from streams.spam.scoring import Report, SpamFilter, clear_caches
 from streams.spam.settings import SpamSettings
@@ -237,10 +237,10 @@ def _run_mailgate_once(name: str, settings: SpamSettings, train: list[Mail], tes
     return Result(name, list(zip(scores, (m.spam for m in test))), settings.spam_threshold, len(test) / cpu, note)
 
 
-def build_base(train: list[Mail], folder: Path) -> Path:
+def build_base(train: list[Mail], folder: Path, settings: SpamSettings | None = None, tag: str = "") -> Path:
     """A base model built from ``train`` as the shipped one is built from the corpus; its path."""
-    model = base_build.build([base_build.Sample(m.raw, m.spam) for m in train])
-    path = folder / f"base-{len(train)}.bin"
+    model = base_build.build([base_build.Sample(m.raw, m.spam) for m in train], settings=settings)
+    path = folder / f"base-{len(train)}{tag}.bin"
     path.write_bytes(model.to_bytes())
     return path
 
@@ -433,6 +433,31 @@ def header() -> str:
             f"best recall @ FP<=0.1% (oracle)")
 
 
+def ablation(train: list[Mail], test: list[Mail], folder: Path) -> None:
+    """What each group of signals adds cross-corpus: the base model built and scored without it."""
+    print(f"{'  without':<34} {'recall':>7} {'ham FP':>8} {'(n)':>4}   best recall @ FP<=0.1%   (change of each)")
+    full: Result | None = None
+    cases: list[tuple[str, list[str], bool]] = [("(nothing: all signals)", [], True)]
+    cases += [(f"rules: {group}", [group], True) for group in rules.GROUPS]
+    cases += [("store headers dropped (kept)", [], False)]
+    for name, disabled, drop_store in cases:
+        saved = classifier.STORE_HEADERS
+        classifier.STORE_HEADERS = saved if drop_store else frozenset()
+        try:
+            settings = SpamSettings(disabled_rules=disabled)
+            base = build_base(train, folder, settings, f"-{len(disabled)}-{drop_store}")
+            result = run_mailgate(name, SpamSettings(base_model=str(base), disabled_rules=disabled), [], test)
+        finally:
+            classifier.STORE_HEADERS = saved
+        tp, fp, spam_n, ham_n = result.counts()
+        best, _ = result.best_recall()
+        full = full or result
+        f_tp, _, _, _ = full.counts()
+        f_best, _ = full.best_recall()
+        print(f"  {name:<32} {tp / spam_n:7.2%} {fp / ham_n:8.3%} ({fp:>2})   {best:7.2%}   "
+              f"({(tp - f_tp) / spam_n:+.2%} at the default, {best - f_best:+.2%} best)", flush=True)
+
+
 def describe(name: str, mails: list[Mail]) -> str:
     spam = sum(1 for m in mails if m.spam)
     return f"{name} {len(mails)} ({spam} spam, {len(mails) - spam} ham)"
@@ -445,6 +470,8 @@ def cross(args: argparse.Namespace, train_name: str, test_name: str, folder: Pat
           "(test mails duplicating a training mail left out)")
     print(header(), flush=True)
     ours = run_variants(args, train, test, folder)
+    if args.ablation:
+        ablation(train, test, folder)
     if not args.no_sa:
         print_spamassassin(args, train, test, ours, stock_rules=True)
 
@@ -466,6 +493,8 @@ def main() -> None:
     parser.add_argument("--test", default="", help="cross-corpus: the test set")
     parser.add_argument("--no-cross", action="store_true", help="skip the cross-corpus table")
     parser.add_argument("--no-split", action="store_true", help="skip the random-split table")
+    parser.add_argument("--ablation", action="store_true",
+                        help="cross-corpus: also what each group of signals adds (a base built without it)")
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--share", type=float, default=0.5, help="random split: share of each class for training")
     parser.add_argument("--sa-children", type=int, default=2)

@@ -6,6 +6,7 @@
     mailgate service smtp-server     # run one service in the foreground
     mailgate services list|start|stop|restart|pause|resume   # through control-server (gRPC)
     mailgate queue list|show|release|delete|report            # the quarantine queues
+    mailgate spam-reset --yes                                 # forget every report: back to the base model
     mailgate config get|set|reset                             # configuration changes, as events
     mailgate pop3 status             # the POP3 accounts: last success, last error
     mailgate archive search|export|verify|hold|retention      # the mail archive (asked of its archiver)

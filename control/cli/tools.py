@@ -52,6 +52,24 @@ def report(
         out.print(f"reported {path} as {label} (report {mail_id})", highlight=False)
 
 
+def spam_reset(
+    yes: Annotated[bool, typer.Option("--yes", help="really forget every report")] = False,
+) -> None:
+    """Forget what reports taught the spam filter: every node goes back to the base model alone."""
+    from control.server.reports import reset_spam_filter
+
+    if not yes:
+        fail("this forgets every spam and ham report on every node: run `mailgate spam-reset --yes`")
+    settings = load_settings()
+    try:
+        removed = reset_spam_filter(settings)
+    except (ConnectionError, TimeoutError, LookupError) as exc:
+        unreachable(settings, exc)
+    out.print(f"spam filter reset to its base model: {removed} learned patterns removed on every node",
+              highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(sink)
     app.command()(report)
+    app.command("spam-reset")(spam_reset)

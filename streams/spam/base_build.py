@@ -85,9 +85,10 @@ def unique(samples: Sequence[Sample]) -> list[Sample]:
     return out
 
 
-def look(samples: Sequence[Sample], progress: Callable[[str], None] = lambda _m: None) -> list[Seen]:
+def look(samples: Sequence[Sample], settings: SpamSettings,
+         progress: Callable[[str], None] = lambda _m: None) -> list[Seen]:
     clear_caches()
-    scorer = SpamFilter(SpamSettings(base_model="none"), node="base-build")
+    scorer = SpamFilter(settings, node="base-build")
     seen = []
     for n, s in enumerate(samples):
         sender, rcpts = envelope(s.raw)
@@ -118,11 +119,12 @@ def _classifier(settings: SpamSettings):  # type: ignore[no-untyped-def]
 
 
 def build(samples: Sequence[Sample], min_count: int = 2, meta: dict[str, object] | None = None,
-          progress: Callable[[str], None] = lambda _m: None) -> BaseModel:
-    settings = SpamSettings(base_model="none")
+          progress: Callable[[str], None] = lambda _m: None, settings: SpamSettings | None = None) -> BaseModel:
+    """The base model of ``samples``; ``settings`` (their base_model aside) as scoring will use them."""
+    settings = (settings or SpamSettings()).model_copy(update={"base_model": "none"})
     samples = unique(samples)
     progress(f"{len(samples)} distinct mails ({sum(s.spam for s in samples)} spam)")
-    seen = look(samples, progress)
+    seen = look(samples, settings, progress)
     progress("classifier out of fold, then the rule weights")
     weights = combine.fit(out_of_fold(seen, settings), [s.hits for s in seen], [s.spam for s in seen])
     spam_counts: Counter[int] = Counter()

@@ -105,13 +105,26 @@ _DATE_SHAPE_RE = re.compile(r"^(?:[a-z]{3},\s+)?\d{1,2}\s+[a-z]{3}\s+\d{4}\s+\d{
                             re.IGNORECASE)
 
 
-def rule_hits(ex: Extracted, mail_from: str = "", rcpt_to: Sequence[str] = ()) -> list[str]:
-    """The names of the rules this mail hits, each ``rule:<name>``."""
+GROUPS = ("structure", "obfuscation", "urls", "headers")
+
+
+def rule_hits(ex: Extracted, mail_from: str = "", rcpt_to: Sequence[str] = (),
+              disabled: frozenset[str] = frozenset()) -> list[str]:
+    """The names of the rules this mail hits, each ``rule:<name>``; ``disabled``: rule names or
+    ``GROUPS`` that do not count."""
     hits: list[str] = []
     _structure(ex, hits)
+    structure = len(hits)
     phrases = _obfuscation(ex, hits)
+    obfuscation = len(hits)
     _urls(ex, phrases, hits)
+    urls = len(hits)
     _headers(ex, mail_from, rcpt_to, hits)
+    if disabled:
+        bounds = {"structure": (0, structure), "obfuscation": (structure, obfuscation),
+                  "urls": (obfuscation, urls), "headers": (urls, len(hits))}
+        off = {i for group, (a, b) in bounds.items() if group in disabled for i in range(a, b)}
+        hits = [h for i, h in enumerate(hits) if i not in off and h not in disabled]
     return ["rule:" + name for name in hits]
 
 

@@ -112,6 +112,7 @@ class SpamFilter:
         self.classifier = new_classifier(s.unknown_word_strength, s.unknown_word_prob,
                                           s.classifier_max_tokens, s.classifier_min_strength)
         self.reputation = DomainReputation()
+        self._disabled_rules = frozenset(s.disabled_rules)
         self.base = base.load(s.base_model)
         self.weights: RuleWeights | None = None
         if self.base is not None:
@@ -134,7 +135,7 @@ class SpamFilter:
         sorted_tokens = array("Q", sorted(prints.hashes) if all_tokens or sig is None else ())  # hashes are unique
         mail_print = MailPrint(sig, tuple(attachment_hashes(ex.attachments, s.max_attachment_bytes)), domains,
                                sorted_tokens)
-        hits = rule_hits(ex, mail_from, rcpt_to) if s.use_rules else []
+        hits = rule_hits(ex, mail_from, rcpt_to, self._disabled_rules) if s.use_rules else []
         return Features(ex, prints.tokens, prints.hashes, mail_print, hits)
 
     def score(self, raw_message: bytes, mail_from: str = "", rcpt_to: Sequence[str] = (),

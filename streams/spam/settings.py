@@ -55,6 +55,12 @@ class SpamSettings(BaseModel):
     )
     use_rules: bool = Field(default=True, description="Structural rules (streams/spam/rules.py) count, with the "
                             "weights of the base model.")
+    disabled_rules: list[str] = Field(
+        default_factory=list,
+        description='Structural rules that do not count here, by name ("html_hidden_text") or group '
+                    '("structure", "obfuscation", "urls", "headers"): for a rule that misfires on your mail. '
+                    "Names are those of streams/spam/rules.py (the reasons of a verdict show them).",
+    )
     use_patterns: bool = True
     use_classifier: bool = True
     use_header_tokens: bool = Field(default=True, description="Header and anomaly tokens feed the classifier.")

@@ -150,3 +150,14 @@ def test_the_shipped_base_is_what_the_build_makes_from_the_corpus() -> None:
     built = base_build.build(samples, meta={"corpus": "spamassassin", "ham": list(base_build.HAM_FOLDERS),
                                            "spam": list(base_build.SPAM_FOLDERS)})
     assert built.to_bytes() == base.BUILTIN.read_bytes(), "rebuild it: python -m streams.spam.base_build --corpus ..."
+
+
+def test_an_administrator_can_switch_off_a_rule_or_a_group_of_rules() -> None:
+    ex = extract(poisoned_pharmacy())
+    every = {h.removeprefix("rule:") for h in rule_hits(ex)}
+    assert {"url_ip_host", "html_hidden_text"} <= every
+    assert "url_ip_host" not in {h.removeprefix("rule:") for h in rule_hits(ex, disabled=frozenset({"url_ip_host"}))}
+    no_markup = {h.removeprefix("rule:") for h in rule_hits(ex, disabled=frozenset({"structure"}))}
+    assert not no_markup & {"html", "html_hidden_text", "html_only"} and "url_ip_host" in no_markup
+    off = SpamFilter(SpamSettings(disabled_rules=["structure", "url_ip_host"])).score(poisoned_pharmacy())
+    assert off.score < SpamFilter().score(poisoned_pharmacy()).score
