@@ -100,8 +100,8 @@ class DecisionPolicy(SenderLists):
 
     spam_threshold: float = Field(default=5.0, description="Combined points at or above: mail.spam.")
     spam_weight: float = Field(
-        default=7.7, ge=0,
-        description="Points per unit of the spam filter's score (0..1); 7.7 x its 0.65 spam threshold = 5.0.")
+        default=7.6, ge=0,
+        description="Points per unit of the spam filter's score (0..1); 7.6 x its 0.66 spam threshold = 5.0.")
     trust_spam_verdict: bool = Field(default=True, description="The spam filter's verdict spam alone: mail.spam.")
     dkim_fail_points: float = Field(default=1.0, description="Added when a DKIM signature fails and none passes.")
     spf_fail_points: float = Field(default=2.0, description="Added for SPF fail from phase 1.")

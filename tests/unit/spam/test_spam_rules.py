@@ -23,13 +23,13 @@ def hits_of(raw: bytes) -> set[str]:
     return {h.removeprefix("rule:") for h in rule_hits(extract(raw), "offers@shop.test", ("alice@example.com",))}
 
 
-def poisoned_pharmacy() -> bytes:
+def poisoned_pharmacy(salad: str = SALAD) -> bytes:
     """HTML pharmacy spam padded with encyclopaedia-style salad in hidden text: the family of Bayes
     poisoning that beat the classifier alone (issue 16)."""
     html = ("<html><body><table bgcolor='#ffffff'><tr><td><a href='http://203.0.113.9/rx/'>"
             "<font size=4 color=red>Buy V1AGRA and C!ALIS online - lowest price, no prescription!</font></a>"
             "</td></tr></table><img src='http://203.0.113.9/p.gif'>"
-            f"<p style='display:none'>{SALAD}</p><font color='#ffffff'>{SALAD}</font></body></html>")
+            f"<p style='display:none'>{salad}</p><font color='#ffffff'>{salad}</font></body></html>")
     return html_mail(html, subject="Re: your order")
 
 
@@ -39,10 +39,14 @@ def test_a_poisoned_pharmacy_mail_hits_the_structure_and_spelling_rules() -> Non
             "url_ip_host", "html_coloured_table"} <= hits
 
 
-def test_the_shipped_base_catches_the_poisoned_pharmacy_mail_with_no_report() -> None:
-    score = SpamFilter().score(poisoned_pharmacy(), "offers@shop.test", ["alice@example.com"])
-    assert score.verdict == "spam", score
-    assert any(r.startswith("rules:") and "html" in r for r in score.reasons), score.reasons
+def test_the_shipped_base_never_calls_the_poisoned_pharmacy_mail_ham() -> None:
+    """With no report: the same pharmacy mail without its salad is spam; the salad's ham words pull the
+    poisoned one down, but not below the unsure band, so it is at least delivered marked."""
+    clean = SpamFilter().score(poisoned_pharmacy(salad=""), "offers@shop.test", ["alice@example.com"])
+    assert clean.verdict == "spam", clean
+    poisoned = SpamFilter().score(poisoned_pharmacy(), "offers@shop.test", ["alice@example.com"])
+    assert poisoned.verdict in ("spam", "unsure") and poisoned.score > 0.5, poisoned
+    assert any(r.startswith("rules:") and "html" in r for r in poisoned.reasons), poisoned.reasons
 
 
 @pytest.mark.parametrize("spelling", ["v1agra", "V.I.A.G.R.A", "c!alis", "ci@lis", "m0rtgage", "vi-agra", "x4nax"])
