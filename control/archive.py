@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from control.errors import InvalidArgument, NotFound
-from core.settings import Settings
+from control.settings import Settings
 from egress.maildepot.search import Query, export, search
 from egress.maildepot.store import ArchiveStore
 

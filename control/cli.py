@@ -34,7 +34,7 @@ from control.cli_delivery import register as register_delivery_commands
 from control.pop3_status import register as register_pop3_commands
 from control.services import SERVICES
 from core.logging import setup_logging
-from core.settings import Settings
+from control.settings import Settings
 
 if TYPE_CHECKING:
     from control.engine import ServiceSpec

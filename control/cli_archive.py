@@ -18,7 +18,7 @@ from rich.table import Table
 
 from control.archive import checked, opened
 from control.errors import InvalidArgument, NotFound
-from core.settings import Settings
+from control.settings import Settings
 from egress.maildepot.search import Query, export, search
 from egress.maildepot.verify import verify
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core.control_channel import ACCOUNT, Record
-from core.settings import Settings
+from control.settings import Settings
 from core.tables import load_table
 from schemas import default_codec
 from schemas.topics import CONTROL_STATUS, TopicNames

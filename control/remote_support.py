@@ -27,7 +27,7 @@ from typing import Any
 from control.auth import Tokens, bearer
 from control.topics import topic_sizes
 from core.logging import get_logger
-from core.settings import Settings
+from control.settings import Settings
 from core.tables import load_table
 from schemas import default_codec
 from schemas.topics import CONTROL_STATUS, TopicNames

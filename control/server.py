@@ -24,7 +24,7 @@ from control.queues import QueueBrowser
 from control.rpc import SERVICE_NAME, pb, pb_grpc
 from control.servicer import ControlServicer
 from core.logging import get_logger
-from core.settings import Settings
+from control.settings import Settings
 
 log = get_logger("control-server")
 

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from core.kafka import make_consumer
 from core.logging import get_logger
-from core.settings import Settings
+from core.settings import GatewaySettings
 
 log = get_logger("tables")
 
@@ -48,7 +48,7 @@ def _assign_all_once(consumer: Consumer, topic: str, timeout: float) -> dict[int
     return {p: high for p, (low, high) in watermarks.items() if high > low}
 
 
-def load_table(settings: Settings, topic: str, timeout: float = 10.0) -> dict[bytes, bytes]:
+def load_table(settings: GatewaySettings, topic: str, timeout: float = 10.0) -> dict[bytes, bytes]:
     """The current content of a compacted topic: key → latest value (tombstones removed)."""
     table: dict[bytes, bytes] = {}
 
@@ -82,7 +82,7 @@ class TableFollower:
     ``caught_up`` is set once everything that was in the topic at start has been applied.
     """
 
-    def __init__(self, settings: Settings, topic: str, on_record: OnRecord, name: str = "table") -> None:
+    def __init__(self, settings: GatewaySettings, topic: str, on_record: OnRecord, name: str = "table") -> None:
         self._consumer = make_consumer(settings, group=f"{topic}.follower", client_id=f"{name}-follower")
         self._topic = topic
         self._on_record = on_record

@@ -1,6 +1,7 @@
 """maildepot-archiver: where the archive store lives and how long it keeps mail.
 
-Composed in ``core.settings.Settings`` as ``maildepot`` (``MAILGATE_MAILDEPOT__DIRECTORY``, ...).
+The ``[maildepot]`` section (``MAILGATE_MAILDEPOT__DIRECTORY``, ...); ``Settings`` is what the
+service is given: the gateway's identity and this section.
 The control server and ``mailgate archive`` open the same directory (read-only for
 search, export and verify), so they run on the archiver's node.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+
+from core.settings import GatewaySettings
 
 
 class MaildepotSettings(BaseModel):
@@ -21,3 +24,9 @@ class MaildepotSettings(BaseModel):
 
     def path(self, home: Path) -> Path:
         return self.directory or home / "archive"
+
+
+class Settings(GatewaySettings):
+    """What maildepot-archiver is given: the gateway's identity and its own section."""
+
+    maildepot: MaildepotSettings = Field(default_factory=MaildepotSettings)

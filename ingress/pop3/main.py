@@ -16,7 +16,7 @@ import signal
 
 from core.kafka import AsyncProducer
 from core.logging import get_logger
-from core.settings import Settings
+from ingress.pop3.settings import Settings
 from ingress.pop3.kafka import KafkaUidlStore, MailInPublisher
 from ingress.pop3.service import Pop3Service
 from ingress.pop3.status import StatusReporter

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, cast
 
 from core.logging import get_logger
-from core.settings import SmtpLimitSettings
+from ingress.smtp.settings import SmtpLimitSettings
 from ingress.smtp import secure
 from ingress.smtp.data import DataCollector
 from ingress.smtp.lines import LineGuard

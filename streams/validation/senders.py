@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from core.logging import get_logger
-from core.settings import Settings
+from streams.validation.settings import Settings
 from core.tables import TableFollower
 from schemas import Codec
 from schemas.topics import CISS_SENDERS, TopicNames

@@ -9,7 +9,10 @@ import sys
 import uuid
 from pathlib import Path
 
-from core.settings import KafkaSettings, Settings, SmtpClientSettings, SmtpServerSettings
+from control.settings import Settings
+from core.settings import KafkaSettings
+from egress.smtp_client.settings import SmtpClientSettings
+from ingress.smtp.settings import SmtpServerSettings
 from tests.support.ports import free_port, wait_listening
 
 
@@ -29,10 +32,8 @@ class Gateway:
             "MAILGATE_KAFKA__TOPIC_PREFIX": self.prefix,
             "MAILGATE_KAFKA__PARTITIONS": "3",
             "MAILGATE_SMTP_SERVER__PORT": str(self.smtp_port),
-            "MAILGATE_SMTP_SERVER__DOMAINS": "example.com,example.org",
+            "MAILGATE_DOMAINS": "example.com,example.org",
             "MAILGATE_SMTP_CLIENT__SMARTHOST": smarthost,
-            "MAILGATE_SMTP_CLIENT__RETRY_INITIAL_S": "0.5",
-            "MAILGATE_SMTP_CLIENT__RETRY_MAX_S": "2",
             "MAILGATE_LOG_LEVEL": "info",
             **env,
         }
@@ -44,7 +45,8 @@ class Gateway:
             home=self.home,
             kafka=KafkaSettings(bootstrap_servers=self.env["MAILGATE_KAFKA__BOOTSTRAP_SERVERS"],
                                 topic_prefix=self.prefix, partitions=3),
-            smtp_server=SmtpServerSettings(port=self.smtp_port, domains=["example.com", "example.org"]),
+            domains=["example.com", "example.org"],
+            smtp_server=SmtpServerSettings(port=self.smtp_port),
             smtp_client=SmtpClientSettings(smarthost=self.env["MAILGATE_SMTP_CLIENT__SMARTHOST"]),
         )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from core.settings import Settings
+from control.settings import Settings
 
 
 pytestmark = pytest.mark.usefixtures("clean_env")  # tests/unit/conftest.py
@@ -16,16 +16,16 @@ pytestmark = pytest.mark.usefixtures("clean_env")  # tests/unit/conftest.py
 def test_defaults_use_the_local_broker() -> None:
     s = Settings()
     assert s.uses_local_broker and s.bootstrap_servers == "127.0.0.1:9092"
-    assert s.smtp_server.port == 2525 and s.smtp_server.domains == ["example.com"]
+    assert s.smtp_server.port == 2525 and s.domains == ["example.com"]
 
 
 def test_environment_sets_an_external_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAILGATE_KAFKA__BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
-    monkeypatch.setenv("MAILGATE_SMTP_SERVER__DOMAINS", "Example.com, example.org")
+    monkeypatch.setenv("MAILGATE_DOMAINS", "Example.com, example.org")
     monkeypatch.setenv("MAILGATE_SMTP_CLIENT__SMARTHOST", "[::1]:2600")
     s = Settings()
     assert not s.uses_local_broker and s.bootstrap_servers == "k1:9092,k2:9092"
-    assert s.smtp_server.domains == ["example.com", "example.org"]
+    assert s.domains == ["example.com", "example.org"]
     assert s.smtp_client.smarthost_addr == ("::1", 2600)
 
 
@@ -35,7 +35,16 @@ def test_toml_file_and_env_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("MAILGATE_KAFKA__PARTITIONS", "3")
     s = Settings()
     assert s.bootstrap_servers == "file:9092" and s.kafka.partitions == 3  # env wins over the file
-    assert s.smtp_server.domains == ["a.test"]
+    assert s.domains == ["a.test"]  # the old place of the identity's keys is still read
+
+
+def test_the_identity_keys_moved_from_smtp_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILGATE_SMTP_SERVER__HOSTNAME", "mx.old.test")
+    monkeypatch.setenv("MAILGATE_SMTP_SERVER__MAX_MESSAGE_SIZE", "2048")
+    s = Settings()
+    assert (s.hostname, s.max_message_size) == ("mx.old.test", 2048)
+    monkeypatch.setenv("MAILGATE_HOSTNAME", "mx.new.test")  # the new place wins
+    assert Settings().hostname == "mx.new.test"
 
 
 def test_named_config_file_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from core.settings import ListFilterSettings, OwnerSenderLists
+from ingress.smtp.settings import ListFilterSettings, OwnerSenderLists
 from ingress.smtp.filters.relay import address_domain, in_networks, parse_networks
 from ingress.smtp.filters.verdict import CONTINUE, Check, Stage, Verdict, accept, note, reject
 

@@ -18,7 +18,8 @@ import pytest
 from control.rpc import pb, pb_grpc
 from control.server import ControlServer
 from control.topics import ensure_topics
-from core.settings import ControlSettings, KafkaSettings, Settings
+from control.settings import ControlSettings, Settings
+from core.settings import KafkaSettings
 from egress.maildepot.search import Query, export
 from egress.maildepot.store import ArchiveStore
 from tests.integration.archive.helpers import joined, mail, spooled

@@ -19,7 +19,8 @@ from control.plane import ControlPlane
 from control.services import SERVICES
 from control.topics import ensure_topics
 from core.control_channel import PROCESS
-from core.settings import ControlSettings, KafkaSettings, Settings
+from control.settings import ControlSettings, Settings
+from core.settings import KafkaSettings
 from tests.integration.control.conftest import ADMIN_TOKEN, USER, USER_TOKEN, diagnostics, listening, wait_until
 from tests.support.kafka import Broker
 from tests.support.ports import free_port

@@ -12,7 +12,8 @@ from control.client import ControlClient, ControlError
 from control.rpc import pb
 from control.server import ControlServer
 from control.topics import ensure_topics
-from core.settings import ControlSettings, KafkaSettings, Settings
+from control.settings import ControlSettings, Settings
+from core.settings import KafkaSettings
 from tests.integration.control.conftest import ADMIN_TOKEN
 from tests.support.kafka import Broker
 from tests.support.ports import free_port

@@ -18,7 +18,7 @@ import pytest
 from control.pop3_status import AccountRow, account_rows
 from control.rpc import pb
 from control.services import SERVICES
-from core.settings import Settings
+from control.settings import Settings
 from tests.integration.control.conftest import NODE, Node, env_for, free_port_run, wait_until
 from tests.support.dovecot import Dovecot, Mailbox, generated_mail
 from tests.support.gateway import Gateway

@@ -7,7 +7,8 @@ import asyncio
 import json
 
 from control.services import SERVICES
-from core.settings import KafkaSettings, Settings
+from control.settings import Settings
+from core.settings import KafkaSettings
 from ingress.pop3.collector import AccountStatus, CycleReport
 from ingress.pop3.main import run_service
 from ingress.pop3.settings import Pop3Account, Pop3Settings

@@ -6,13 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.settings import (
-    GreylistSettings,
-    HeloFilterSettings,
-    ListFilterSettings,
-    RateLimitSettings,
-    RelayFilterSettings,
-)
+from ingress.smtp.settings import GreylistSettings, HeloFilterSettings, ListFilterSettings, RateLimitSettings, RelayFilterSettings
 from ingress.smtp.auth import hash_password, password_ok
 from ingress.smtp.events import smtp_rejected
 from ingress.smtp.filters import (

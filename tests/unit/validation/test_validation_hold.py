@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from control.quarantine_view import Held
 from control.queues import rescan_record, unscanned
-from core.settings import Settings
+from control.settings import Settings
 from schemas import default_codec, pack_message, unpack_message
 from streams.validation.agents import count
 from streams.validation.clamd import ClamdScanError, ClamdUnavailable, ScanResult
