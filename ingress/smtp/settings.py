@@ -85,8 +85,9 @@ class OwnerSenderLists(_SmtpListSplitter):
 
 
 class ListFilterSettings(_SmtpListSplitter):
-    """Allow/deny lists. Entries: "user@domain" (one user), "domain" (every user of it) or
-    ".domain" (its subdomains'). The sender lists can also be set per recipient domain and
+    """Allow/deny lists. Entries (as in phase 2, ``core.address_lists``): "user@domain" (one
+    user), "domain" (every user of it and of its subdomains), "@domain" (of it only) or
+    ".domain" (of its subdomains only). The sender lists can also be set per recipient domain and
     per recipient user; the most specific list that names the sender decides (user >
     domain > these global ones), and on one level deny wins::
 

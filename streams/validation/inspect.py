@@ -17,7 +17,7 @@ from streams.validation.auth import Authenticator, with_header
 from streams.validation.clamd import ClamdClient, ClamdError
 from streams.validation.content import ContentRules
 from streams.validation.mime import MimeWalk, walk_message
-from streams.validation.routing import Findings
+from streams.validation.findings import Findings
 from streams.validation.senders import ConfirmedSenders
 from streams.validation.settings import ValidationFilterSettings
 from streams.validation.virus import ScanBatch, scan_with_retry
