@@ -104,13 +104,13 @@ def _connector_listens(s: Settings) -> str:
 
 SERVICES: dict[str, Service] = {s.name: s for s in (
     Service("smtp-server", "receives mail; phase-1 filters before a mail is accepted",
-            _entry("smtp-server", "ingress.smtp.server:serve", smtp_server.Settings, True),
+            _entry("smtp-server", "ingress.smtp.service:serve", smtp_server.Settings, True),
             lambda s: f"smtp://{s.smtp_server.host}:{s.smtp_server.port} → mail.in"),
     Service("pop3-proxy", "collects mail from POP3 accounts (plain, STLS) at intervals",
-            _entry("pop3-proxy", "ingress.pop3.main:run_service", pop3.Settings, True, "pop3-proxy"),
+            _entry("pop3-proxy", "ingress.pop3.service:run_service", pop3.Settings, True, "pop3-proxy"),
             _pop3_listens("pop3-proxy")),
     Service("pop3s-proxy", "collects mail from POP3S accounts (implicit TLS) at intervals",
-            _entry("pop3s-proxy", "ingress.pop3.main:run_service", pop3.Settings, True, "pop3s-proxy"),
+            _entry("pop3s-proxy", "ingress.pop3.service:run_service", pop3.Settings, True, "pop3s-proxy"),
             _pop3_listens("pop3s-proxy")),
     Service("spam-filter", "fuzzy, pattern-based spam scoring that learns from reports",
             _entry("spam-filter", "streams.spam.service:run", spam.Settings),

@@ -53,7 +53,7 @@ class SmtpServer:
         return self.settings.smtp_server.tls.port
 
     def start(self) -> Self:
-        from ingress.smtp.server import serve_listener
+        from ingress.smtp.service import serve_listener
 
         ensure_topics(self.settings)
         ready = threading.Event()

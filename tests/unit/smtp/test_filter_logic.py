@@ -258,7 +258,7 @@ def test_the_fast_mail_received_encoding_is_the_codecs() -> None:
 
     from ingress.smtp.events import mail_received
     from ingress.smtp.protocol import GatewayEnvelope, GatewaySession
-    from ingress.smtp.server import MailInPublisher
+    from ingress.smtp.service import MailInPublisher
 
     session = GatewaySession(loop=None)  # type: ignore[arg-type]
     session.peer, session.host_name = ("192.0.2.9", 4000), "mx.outside.test"

@@ -1,7 +1,8 @@
 """Entry point of smtp-server: `mailgate service smtp-server`.
 
-Listens with aiosmtpd (hardened: ``protocol.GatewaySMTP``) on the configured port,
-with STARTTLS, and on the implicit-TLS port when one is set; runs the phase-1
+Listens on the configured port with its own ESMTP engine (``engine.SmtpEngine``, an
+asyncio protocol that keeps aiosmtpd's session and envelope objects but not its
+parser), with STARTTLS, and on the implicit-TLS port when one is set; runs the phase-1
 filter chain during the dialogue and publishes each accepted mail to mail.in
 (acks=all, idempotent producer), answering 250 only after the broker's ack.
 With ``listeners`` > 1, that many processes share the ports (SO_REUSEPORT).
