@@ -230,7 +230,6 @@ def attach_faust(app: Any, settings: GatewaySettings, service: str) -> FaustGate
     or a rebalance would wait for a paused agent to empty its buffer."""
     gate = FaustGate()
 
-    @app.task
     async def control_channel() -> None:
         loop = asyncio.get_running_loop()
         channel = ControlChannel(settings, service, gate.pause, gate.resume, loop)
@@ -239,4 +238,5 @@ def attach_faust(app: Any, settings: GatewaySettings, service: str) -> FaustGate
         except (LookupError, TimeoutError) as exc:
             log.error("no control channel: pause/resume will not be obeyed", error=str(exc))
 
+    app.task(control_channel)  # a call, not a decorator: faust's decorator is untyped
     return gate

@@ -49,8 +49,8 @@ def _fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
 def _inner(annotation: Any) -> tuple[str, type[BaseModel] | None]:
     """How a field's keys go on: ("model", M), ("dict", M) / ("list", M) of models, or ("leaf", None)."""
     if get_origin(annotation) in (Union, types.UnionType):
-        args = [a for a in get_args(annotation) if a is not type(None)]
-        annotation = args[0] if len(args) == 1 else annotation
+        present = [a for a in get_args(annotation) if a is not type(None)]
+        annotation = present[0] if len(present) == 1 else annotation
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "model", annotation
     origin, args = get_origin(annotation), get_args(annotation)

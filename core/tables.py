@@ -67,10 +67,12 @@ def load_table(settings: GatewaySettings, topic: str, timeout: float = 10.0) -> 
                 raise TimeoutError(f"{topic}: not read to its end within {timeout:.0f}s")
             if msg.error() is not None:
                 continue
-            if msg.key() is not None:
-                apply(msg.key(), msg.value())
-            if msg.offset() + 1 >= pending.get(msg.partition(), 0):
-                pending.pop(msg.partition(), None)
+            key, offset, partition = msg.key(), msg.offset(), msg.partition()
+            assert offset is not None and partition is not None  # a message without error has both
+            if key is not None:
+                apply(key, msg.value())
+            if offset + 1 >= pending.get(partition, 0):
+                pending.pop(partition, None)
     finally:
         consumer.close()
     return table
@@ -120,17 +122,20 @@ class TableFollower:
             msg = self._consumer.poll(0.2)
             if msg is None:
                 continue
-            if msg.error() is not None:
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("table consumer error", topic=self._topic, error=msg.error().str())
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("table consumer error", topic=self._topic, error=error.str())
                 continue
-            if msg.key() is not None:
+            key, offset, partition = msg.key(), msg.offset(), msg.partition()
+            assert offset is not None and partition is not None  # a message without error has both
+            if key is not None:
                 try:
-                    self._on_record(msg.key(), msg.value())
+                    self._on_record(key, msg.value())
                 except Exception:  # one bad record must not stop the table (or hide the rest)
-                    log.exception("table record not applied", topic=self._topic, offset=msg.offset())
-            if pending and msg.offset() + 1 >= pending.get(msg.partition(), 0):
-                pending.pop(msg.partition(), None)
+                    log.exception("table record not applied", topic=self._topic, offset=offset)
+            if pending and offset + 1 >= pending.get(partition, 0):
+                pending.pop(partition, None)
                 if not pending:
                     self.caught_up.set()
 

@@ -432,7 +432,8 @@ class SmtpEngine(asyncio.Protocol):
         if self.need_helo():
             return None
         assert self.session is not None
-        return self._auth_answer(self.auth.begin(arg, self.session.authenticated, self.envelope.mail_from is not None))
+        return self._auth_answer(self.auth.begin(arg, bool(self.session.authenticated),
+                                                 self.envelope.mail_from is not None))
 
     def _auth_answer(self, answer: str | Login) -> Coroutine[Any, Any, None] | None:
         if isinstance(answer, Login):
