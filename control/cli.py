@@ -34,7 +34,7 @@ from control.cli_delivery import register as register_delivery_commands
 from control.pop3_status import register as register_pop3_commands
 from control.services import SERVICES
 from core.logging import setup_logging
-from control.settings import Settings
+from control.settings import Settings, explain
 
 if TYPE_CHECKING:
     from control.engine import ServiceSpec
@@ -63,10 +63,7 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])} (MAILGATE_{'__'.join(str(p) for p in e['loc']).upper()}): "
-            f"{e['msg']}" for e in exc.errors())
-        fail(f"invalid settings: {problems}")
+        fail(f"invalid settings: {explain(exc)}")
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
 

@@ -124,3 +124,15 @@ class Settings(SettingsLoader, GatewaySettings):
             except ValidationError as exc:
                 raise ValueError("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())) from None
         return self
+
+
+def explain(exc: ValidationError) -> str:
+    """Each problem of a settings error with its key and variable (a check across sections names its own)."""
+    def one(e: Any) -> str:
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if not e["loc"]:
+            return msg
+        key = ".".join(str(p) for p in e["loc"])
+        return f"{key} (MAILGATE_{'__'.join(str(p) for p in e['loc']).upper()}): {msg}"
+    return "; ".join(one(e) for e in exc.errors())
+
