@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from core.settings import GatewaySettings, ServiceControl, SettingsLoader, view
+from core.settings import GatewaySettings, ServiceControl, SettingsLoader, split_pairs, view
 from egress.maildepot import settings as maildepot_
 from egress.maildepot.settings import MaildepotSettings
 from egress.smtp_client import settings as smtp_client_
@@ -73,11 +73,7 @@ class ControlSettings(ServiceControl):
     @field_validator("tokens", mode="before")
     @classmethod
     def _pairs(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            pairs = [p.split("=", 1) for p in v.split(",") if p.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError('expected "role:name=token" pairs separated by commas')
-            v = {k.strip(): t.strip() for k, t in pairs}
+        v = split_pairs(v, "role:name=token")
         for who in v:
             role, _, name = str(who).partition(":")
             if role not in ("admin", "user") or not name:

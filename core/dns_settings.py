@@ -21,6 +21,16 @@ def split_list(v: Any) -> Any:
     return v
 
 
+def split_pairs(v: Any, shape: str) -> Any:
+    """"a=x,b=y" → {"a": "x", "b": "y"} (keys as written); a mapping stays as it is."""
+    if isinstance(v, str):
+        pairs = [p.split("=", 1) for p in v.split(",") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError(f'expected "{shape}" pairs separated by commas')
+        return {k.strip(): s.strip() for k, s in pairs}
+    return v
+
+
 def split_map(v: Any) -> Any:
     """"a.test=x,b.test=y" (or JSON, or a TOML table) → {"a.test": "x", "b.test": "y"}."""
     if isinstance(v, str):

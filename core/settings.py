@@ -29,12 +29,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from core.dns_settings import DnsSettings, parse_hostport, split_list, split_map
+from core.dns_settings import DnsSettings, parse_hostport, split_list, split_map, split_pairs
 from core.settings_keys import ENV_PREFIX, refuse, unknown_in_env, unknown_in_file
 
 __all__ = [  # the DNS settings and the value parsers are the stages' too
     "CONFIG_ENV", "DnsSettings", "GatewaySettings", "KafkaSettings", "LocalBrokerSettings", "ServiceControl",
-    "SettingsLoader", "parse_hostport", "split_list", "split_map", "view",
+    "SettingsLoader", "parse_hostport", "split_list", "split_map", "split_pairs", "view",
 ]
 
 CONFIG_ENV = "MAILGATE_CONFIG"

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from core.settings import DnsSettings, GatewaySettings
+from core.settings import DnsSettings, GatewaySettings, split_pairs
 
 
 class _SmtpListSplitter(BaseModel):
@@ -51,12 +51,7 @@ class SmtpAuthSettings(_SmtpListSplitter):
     @field_validator("users", mode="before")
     @classmethod
     def _pairs(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            pairs = [p.split("=", 1) for p in v.split(",") if p.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError('expected "user=secret" pairs separated by commas')
-            return {k.strip(): s.strip() for k, s in pairs}
-        return v
+        return split_pairs(v, "user=secret")
 
 
 class SmtpLimitSettings(_SmtpListSplitter):
