@@ -67,3 +67,37 @@ def test_every_producer_waits_for_all_replicas_and_is_idempotent() -> None:
     assert (config["acks"], config["enable.idempotence"]) == ("all", True)
     assert config["message.timeout.ms"] == int(Settings().kafka.produce_timeout_s * 1000)
     assert config["max.in.flight"] == 1  # the batch grows behind the request in flight (core.settings)
+
+
+def test_each_service_is_given_its_section_and_the_identity_not_the_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.settings import ServiceControl, view
+    from egress.smtp_client import settings as smtp_client
+    from streams.validation import settings as validation
+
+    monkeypatch.setenv("MAILGATE_CONTROL__TOKENS", "admin:root=secret")
+    monkeypatch.setenv("MAILGATE_ARCHIVE__ENABLED", "true")
+    monkeypatch.setenv("MAILGATE_HOSTNAME", "mx.gw.test")
+    tree = Settings()
+    client = view(tree, smtp_client.Settings)
+    assert client.hostname == "mx.gw.test" and client.smtp_client.smarthost == tree.smtp_client.smarthost
+    assert not hasattr(client, "smtp_server") and not hasattr(client, "validation")
+    assert type(client.control) is ServiceControl and not hasattr(client.control, "tokens")  # no secrets of control
+    checker = view(tree, validation.Settings)
+    assert checker.archive.enabled and not hasattr(checker.archive, "rules")  # only the switch it obeys
+
+
+GIVEN: list[object] = []
+
+
+def _record(settings: object) -> None:
+    GIVEN.append(settings)
+
+
+def test_the_registry_hands_a_service_its_view() -> None:
+    from control.services import _entry
+    from egress.smtp_client import settings as smtp_client
+
+    tree = Settings()
+    _entry("x", f"{__name__}:_record", smtp_client.Settings)(tree)
+    _entry("y", f"{__name__}:_record", None)(tree)  # the control plane's services: the whole tree
+    assert type(GIVEN[-2]) is smtp_client.Settings and GIVEN[-1] is tree
