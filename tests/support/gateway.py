@@ -35,6 +35,10 @@ class Gateway:
             "MAILGATE_DOMAINS": "example.com,example.org",
             "MAILGATE_SMTP_CLIENT__SMARTHOST": smarthost,
             "MAILGATE_LOG_LEVEL": "info",
+            # free ports, not the defaults: another gateway on this machine may hold 50051 and 9400+
+            "MAILGATE_CONTROL__PORT": str(free_port()),
+            "MAILGATE_CONTROL__REMOTE_SUPPORT_PORT": str(free_port()),
+            "MAILGATE_CONTROL__METRICS_PORT_BASE": "0",
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
