@@ -17,22 +17,14 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import NoDecode
 
 from core.settings import GatewaySettings, ServiceControl, SettingsLoader, split_pairs, view
-from egress.maildepot import settings as maildepot_
-from egress.maildepot.settings import MaildepotSettings
-from egress.smtp_client import settings as smtp_client_
-from egress.smtp_client.settings import SmtpClientSettings
-from ingress.connector import settings as connector_
-from ingress.connector.settings import ConnectorSettings
-from ingress.pop3 import settings as pop3_
-from ingress.pop3.settings import Pop3Settings
-from ingress.smtp import settings as smtp_server_
-from ingress.smtp.settings import SmtpServerSettings
-from streams.archive import settings as archive_
-from streams.archive.settings import ArchiveSettings
-from streams.spam import settings as spam_
-from streams.spam.settings import SpamSettings
-from streams.validation import settings as validation_
-from streams.validation.settings import ValidationFilterSettings
+import egress.maildepot.settings as maildepot_
+import egress.smtp_client.settings as smtp_client_
+import ingress.connector.settings as connector_
+import ingress.pop3.settings as pop3_
+import ingress.smtp.settings as smtp_server_
+import streams.archive.settings as archive_
+import streams.spam.settings as spam_
+import streams.validation.settings as validation_
 
 #: What each stage's service is given (its module's ``Settings``), by section.
 STAGE_VIEWS: tuple[type[GatewaySettings], ...] = (
@@ -84,14 +76,14 @@ class ControlSettings(ServiceControl):
 class Settings(SettingsLoader, GatewaySettings):
     """The whole tree: the gateway's identity, Kafka, and every stage's section."""
 
-    smtp_server: SmtpServerSettings = Field(default_factory=SmtpServerSettings)
-    smtp_client: SmtpClientSettings = Field(default_factory=SmtpClientSettings)
-    validation: ValidationFilterSettings = Field(default_factory=ValidationFilterSettings)
-    spam: SpamSettings = Field(default_factory=SpamSettings)
-    pop3: Pop3Settings = Field(default_factory=Pop3Settings)
-    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
-    maildepot: MaildepotSettings = Field(default_factory=MaildepotSettings)
-    connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
+    smtp_server: smtp_server_.SmtpServerSettings = Field(default_factory=smtp_server_.SmtpServerSettings)
+    smtp_client: smtp_client_.SmtpClientSettings = Field(default_factory=smtp_client_.SmtpClientSettings)
+    validation: validation_.ValidationFilterSettings = Field(default_factory=validation_.ValidationFilterSettings)
+    spam: spam_.SpamSettings = Field(default_factory=spam_.SpamSettings)
+    pop3: pop3_.Pop3Settings = Field(default_factory=pop3_.Pop3Settings)
+    archive: archive_.ArchiveSettings = Field(default_factory=archive_.ArchiveSettings)
+    maildepot: maildepot_.MaildepotSettings = Field(default_factory=maildepot_.MaildepotSettings)
+    connector: connector_.ConnectorSettings = Field(default_factory=connector_.ConnectorSettings)
     control: ControlSettings = Field(default_factory=lambda: ControlSettings())
 
     @classmethod

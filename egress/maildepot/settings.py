@@ -1,9 +1,9 @@
 """maildepot-archiver: where the archive store lives and how long it keeps mail.
 
 The ``[maildepot]`` section (``MAILGATE_MAILDEPOT__DIRECTORY``, ...); ``Settings`` is what the
-service is given: the gateway's identity and this section.
-The control server and ``mailgate archive`` open the same directory (read-only for
-search, export and verify), so they run on the archiver's node.
+service is given: the gateway's identity and this section. Only the archiver opens the store;
+the control server and ``mailgate archive`` ask it over Kafka (``egress/maildepot/asked.py``),
+from any node.
 """
 
 from __future__ import annotations

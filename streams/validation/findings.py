@@ -29,4 +29,5 @@ class Findings:
     content_hits: tuple[RuleHit, ...] = ()
     sender_confirmed: bool | None = None  # in ciss.senders; None: not looked up
     delivered_message: dict[str, Any] | None = None  # the packed mail with Authentication-Results
+    marked_messages: dict[str, dict[str, Any]] | None = None  # unsure mail, marked: subject tag -> packed mail
     decision: DecisionSettings | None = None  # the settings decide() applies; None: defaults

@@ -18,7 +18,7 @@ from typing import Any, Self
 
 from confluent_kafka import KafkaException
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from control.settings import Settings
 from core.settings import KafkaSettings
 from ingress.smtp.settings import SmtpServerSettings

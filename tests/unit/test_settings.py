@@ -94,7 +94,7 @@ def _record(settings: object) -> None:
 
 
 def test_the_registry_hands_a_service_its_view() -> None:
-    from control.services import _entry
+    from control.engine.services import _entry
     from egress.smtp_client import settings as smtp_client
 
     tree = Settings()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from control.settings import Settings
 from core.settings import KafkaSettings
 from ingress.pop3.settings import Pop3Account, TlsMode

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from control.settings import Settings
 from core.settings import KafkaSettings
 from tests.support.kafka import Broker
