@@ -1,6 +1,6 @@
 # Two commands, on a fresh machine (Debian-like, Python 3.11; root or sudo for apt):
 #   make up     set up everything, then run the whole gateway on its own local Kafka
-#   make test   set up everything, then run the test suite (unit + integration)
+#   make test   set up everything, then lint (ruff, mypy) and run the test suite (unit + integration)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,12 +12,17 @@ PACKAGES := openjdk-17-jre-headless maven kcat swaks postfix clamav-daemon clamd
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test setup venv tools clean
+.PHONY: up test lint setup venv tools clean
 up: setup
 	$(BIN)/mailgate up
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (lint only, the rules in pyproject.toml) and mypy (strict on core/ and schemas/)
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 setup: tools venv
 

@@ -41,7 +41,7 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 from bench.scratch import start_scratch_broker
 from control.broker.topics import ensure_topics
 from core.kafka import make_admin, make_consumer
-from core.settings import Settings
+from control.settings import Settings
 from schemas import default_codec
 from schemas.topics import DELIVERY_LOG, TopicNames
 from tests.integration.smtp_client.conftest import Harness, message

@@ -41,7 +41,8 @@ import aiosmtplib
 from bench.scratch import start_scratch_broker
 from control.broker.topics import ensure_topics
 from core.kafka import make_producer
-from core.settings import KafkaSettings, Settings
+from control.settings import Settings
+from core.settings import KafkaSettings
 from schemas import default_codec, new_mail_id, pack_message
 from tests.support.ports import free_port, wait_listening
 

@@ -147,7 +147,8 @@ def run_collect(args: argparse.Namespace, acct: Pop3Account) -> tuple[float, Cyc
     from bench.scratch import start_scratch_broker
     from control.broker.topics import ensure_topics
     from core.kafka import AsyncProducer
-    from core.settings import KafkaSettings, Settings
+    from control.settings import Settings
+    from core.settings import KafkaSettings
     from schemas.topics import POP3_UIDLS, TopicNames
 
     tmp = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))

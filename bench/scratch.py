@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from control.broker.local import LocalBroker
-from core.settings import Settings
+from control.settings import Settings
 from tests.support.ports import free_port
 
 

@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.scratch import start_scratch_broker  # noqa: E402
 from control.broker.topics import ensure_topics, topic_sizes  # noqa: E402
-from core.settings import KafkaSettings, Settings  # noqa: E402
+from control.settings import Settings  # noqa: E402
+from core.settings import KafkaSettings  # noqa: E402
 from tests.support.ports import free_port, wait_listening  # noqa: E402
 
 

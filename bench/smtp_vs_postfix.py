@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.scratch import start_scratch_broker
 from control.broker.topics import ensure_topics, topic_sizes
-from core.settings import KafkaSettings, Settings
+from control.settings import Settings
+from core.settings import KafkaSettings
 from tests.support.ports import free_port, wait_listening
 
 MASTER_CF = """\

@@ -42,7 +42,8 @@ from confluent_kafka import TopicPartition  # noqa: E402
 from bench.scratch import start_scratch_broker  # noqa: E402
 from control.broker.topics import ensure_topics  # noqa: E402
 from core.kafka import make_consumer, make_producer  # noqa: E402
-from core.settings import KafkaSettings, Settings  # noqa: E402
+from control.settings import Settings  # noqa: E402
+from core.settings import KafkaSettings  # noqa: E402
 from schemas import default_codec  # noqa: E402
 from schemas.topics import TopicNames  # noqa: E402
 from tests.integration.validation.test_validation_kill_9 import scored, start  # noqa: E402

@@ -30,7 +30,7 @@ from confluent_kafka import Producer
 
 from core.kafka import make_producer
 from core.logging import get_logger
-from core.settings import Settings
+from core.settings import GatewaySettings
 from core.tables import TableFollower
 from schemas import default_codec, new_mail_id
 from schemas.topics import CONTROL_DESIRED, CONTROL_STATUS, TopicNames
@@ -85,7 +85,7 @@ def produce_event(producer: Producer, topic: str, key: str, event_type: str, rec
 class DesiredTable:
     """control.desired, followed in a thread and decoded: key → ServiceDesired record."""
 
-    def __init__(self, settings: Settings, on_change: Callable[[str, Record | None], None] | None = None,
+    def __init__(self, settings: GatewaySettings, on_change: Callable[[str, Record | None], None] | None = None,
                  name: str = "desired") -> None:
         self._records: dict[str, Record] = {}
         self._lock = threading.Lock()
@@ -134,7 +134,7 @@ class ControlChannel:
     control.status on every change and every ``control.status_interval_s``.
     """
 
-    def __init__(self, settings: Settings, service: str, pause: Callable[[], None], resume: Callable[[], None],
+    def __init__(self, settings: GatewaySettings, service: str, pause: Callable[[], None], resume: Callable[[], None],
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.settings = settings
         self.service = service
@@ -224,13 +224,12 @@ class FaustGate:
             await self._open.wait()
 
 
-def attach_faust(app: Any, settings: Settings, service: str) -> FaustGate:
+def attach_faust(app: Any, settings: GatewaySettings, service: str) -> FaustGate:
     """Obey control.desired in a Faust app; its agents call ``await gate.wait()`` before
     each event. The app must be built with ``stream_wait_empty=False`` (streams/app.py),
     or a rebalance would wait for a paused agent to empty its buffer."""
     gate = FaustGate()
 
-    @app.task
     async def control_channel() -> None:
         loop = asyncio.get_running_loop()
         channel = ControlChannel(settings, service, gate.pause, gate.resume, loop)
@@ -239,4 +238,5 @@ def attach_faust(app: Any, settings: Settings, service: str) -> FaustGate:
         except (LookupError, TimeoutError) as exc:
             log.error("no control channel: pause/resume will not be obeyed", error=str(exc))
 
+    app.task(control_channel)  # a call, not a decorator: faust's decorator is untyped
     return gate

@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
-from core.settings import Settings
+from core.settings import GatewaySettings
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -32,7 +32,7 @@ class KafkaUnavailable(Exception):
         super().__init__(f"{what}: {reason}")
 
 
-def base_config(settings: Settings, client_id: str) -> dict[str, Any]:
+def base_config(settings: GatewaySettings, client_id: str) -> dict[str, Any]:
     return {
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": f"mailgate-{client_id}@{settings.node}",
@@ -40,12 +40,12 @@ def base_config(settings: Settings, client_id: str) -> dict[str, Any]:
     }
 
 
-def max_record_bytes(settings: Settings) -> int:
+def max_record_bytes(settings: GatewaySettings) -> int:
     """Largest record a mail topic must carry: the biggest mail, uncompressible, plus envelope."""
-    return int(settings.smtp_server.max_message_size * 1.05) + 64 * 1024
+    return int(settings.max_message_size * 1.05) + 64 * 1024
 
 
-def producer_config(settings: Settings, client_id: str, **overrides: Any) -> dict[str, Any]:
+def producer_config(settings: GatewaySettings, client_id: str, **overrides: Any) -> dict[str, Any]:
     timeout_ms = int(settings.kafka.produce_timeout_s * 1000)
     return {
         **base_config(settings, client_id),
@@ -62,11 +62,11 @@ def producer_config(settings: Settings, client_id: str, **overrides: Any) -> dic
     }
 
 
-def make_producer(settings: Settings, client_id: str, **overrides: Any) -> Producer:
+def make_producer(settings: GatewaySettings, client_id: str, **overrides: Any) -> Producer:
     return Producer(producer_config(settings, client_id, **overrides))
 
 
-def make_consumer(settings: Settings, group: str, client_id: str, **overrides: Any) -> Consumer:
+def make_consumer(settings: GatewaySettings, group: str, client_id: str, **overrides: Any) -> Consumer:
     return Consumer(
         {
             **base_config(settings, client_id),
@@ -82,11 +82,11 @@ def make_consumer(settings: Settings, group: str, client_id: str, **overrides: A
     )
 
 
-def make_admin(settings: Settings, **overrides: Any) -> AdminClient:
+def make_admin(settings: GatewaySettings, **overrides: Any) -> AdminClient:
     return AdminClient({**base_config(settings, "admin"), **overrides})
 
 
-def faust_broker_url(settings: Settings) -> str:
+def faust_broker_url(settings: GatewaySettings) -> str:
     return ";".join(f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(","))
 
 
@@ -102,7 +102,7 @@ class AsyncProducer:
     a background thread serves delivery reports, so many sends may be in flight.
     """
 
-    def __init__(self, settings: Settings, client_id: str, **overrides: Any) -> None:
+    def __init__(self, settings: GatewaySettings, client_id: str, **overrides: Any) -> None:
         self._producer = make_producer(settings, client_id, error_cb=self._on_error, **overrides)
         self._timeout = settings.kafka.produce_timeout_s
         self._closing = threading.Event()

@@ -18,7 +18,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from core.logging import get_logger
-from core.settings import Settings
+from core.settings import GatewaySettings
 
 log = get_logger("metrics")
 
@@ -40,7 +40,7 @@ def shown_at_zero(counter: Counter, *label_sets: str | tuple[str, ...]) -> Count
     return counter
 
 
-def start_metrics(settings: Settings, service: str) -> int | None:
+def start_metrics(settings: GatewaySettings, service: str) -> int | None:
     """Serves /metrics on the port the engine gave this process; returns it (None: none given,
     or it is taken — the service runs on without metrics, and the log says so)."""
     port = settings.control.metrics_port

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from core.kafka import make_consumer
 from core.logging import get_logger
-from core.settings import Settings
+from core.settings import GatewaySettings
 
 log = get_logger("tables")
 
@@ -48,7 +48,7 @@ def _assign_all_once(consumer: Consumer, topic: str, timeout: float) -> dict[int
     return {p: high for p, (low, high) in watermarks.items() if high > low}
 
 
-def load_table(settings: Settings, topic: str, timeout: float = 10.0) -> dict[bytes, bytes]:
+def load_table(settings: GatewaySettings, topic: str, timeout: float = 10.0) -> dict[bytes, bytes]:
     """The current content of a compacted topic: key → latest value (tombstones removed)."""
     table: dict[bytes, bytes] = {}
 
@@ -67,10 +67,12 @@ def load_table(settings: Settings, topic: str, timeout: float = 10.0) -> dict[by
                 raise TimeoutError(f"{topic}: not read to its end within {timeout:.0f}s")
             if msg.error() is not None:
                 continue
-            if msg.key() is not None:
-                apply(msg.key(), msg.value())
-            if msg.offset() + 1 >= pending.get(msg.partition(), 0):
-                pending.pop(msg.partition(), None)
+            key, offset, partition = msg.key(), msg.offset(), msg.partition()
+            assert offset is not None and partition is not None  # a message without error has both
+            if key is not None:
+                apply(key, msg.value())
+            if offset + 1 >= pending.get(partition, 0):
+                pending.pop(partition, None)
     finally:
         consumer.close()
     return table
@@ -82,7 +84,7 @@ class TableFollower:
     ``caught_up`` is set once everything that was in the topic at start has been applied.
     """
 
-    def __init__(self, settings: Settings, topic: str, on_record: OnRecord, name: str = "table") -> None:
+    def __init__(self, settings: GatewaySettings, topic: str, on_record: OnRecord, name: str = "table") -> None:
         self._consumer = make_consumer(settings, group=f"{topic}.follower", client_id=f"{name}-follower")
         self._topic = topic
         self._on_record = on_record
@@ -120,17 +122,20 @@ class TableFollower:
             msg = self._consumer.poll(0.2)
             if msg is None:
                 continue
-            if msg.error() is not None:
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("table consumer error", topic=self._topic, error=msg.error().str())
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("table consumer error", topic=self._topic, error=error.str())
                 continue
-            if msg.key() is not None:
+            key, offset, partition = msg.key(), msg.offset(), msg.partition()
+            assert offset is not None and partition is not None  # a message without error has both
+            if key is not None:
                 try:
-                    self._on_record(msg.key(), msg.value())
+                    self._on_record(key, msg.value())
                 except Exception:  # one bad record must not stop the table (or hide the rest)
-                    log.exception("table record not applied", topic=self._topic, offset=msg.offset())
-            if pending and msg.offset() + 1 >= pending.get(msg.partition(), 0):
-                pending.pop(msg.partition(), None)
+                    log.exception("table record not applied", topic=self._topic, offset=offset)
+            if pending and offset + 1 >= pending.get(partition, 0):
+                pending.pop(partition, None)
                 if not pending:
                     self.caught_up.set()
 

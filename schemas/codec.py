@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import avro.io
 import avro.schema
@@ -126,7 +126,7 @@ class Codec:
             record = reader.read(avro.io.BinaryDecoder(io.BytesIO(data[HEADER_LEN:])))
         except Exception as exc:  # avro raises a zoo of types on corrupt input
             raise DecodeError(f"corrupt {name} record: {exc}") from exc
-        return Event(name, record, fp)
+        return Event(name, cast(dict[str, Any], record), fp)
 
     def _writer_for(self, fp: bytes) -> avro.schema.RecordSchema:
         schema = self._by_fp.get(fp)

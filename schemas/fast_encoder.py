@@ -64,11 +64,11 @@ def compile_writer(schema: avro.schema.Schema) -> Write:
     if kind == "null":
         return lambda out, v: None
     if kind in ("int", "long"):
-        return _long  # type: ignore[return-value]
+        return _long
     if kind == "string":
-        return _string  # type: ignore[return-value]
+        return _string
     if kind == "bytes":
-        return _bytes  # type: ignore[return-value]
+        return _bytes
     if kind == "boolean":
         return lambda out, v: out.append(b"\x01" if v else b"\x00")
     if kind == "enum":

@@ -19,7 +19,7 @@ class _Entropy(threading.local):
 
 
 _entropy = _Entropy()
-os.register_at_fork(after_in_child=lambda: _entropy.__init__())  # a forked child never repeats its parent's
+os.register_at_fork(after_in_child=lambda: _Entropy.__init__(_entropy))  # a forked child never repeats its parent's
 
 
 def _random10() -> bytes:

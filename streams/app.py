@@ -9,11 +9,11 @@ from __future__ import annotations
 import faust
 
 from core.kafka import faust_broker_url
-from core.settings import Settings
+from core.settings import GatewaySettings
 from schemas.topics import TopicNames
 
 
-def build_app(settings: Settings, stage: str) -> faust.App:
+def build_app(settings: GatewaySettings, stage: str) -> faust.App:
     names = TopicNames(settings.kafka.topic_prefix)
     data_dir = settings.home / "streams" / names.group(stage)
     data_dir.parent.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
@@ -29,8 +29,8 @@ def build_app(settings: Settings, stage: str) -> faust.App:
         store="memory://",
         web_enabled=False,
         producer_acks=-1,
-        producer_max_request_size=int(settings.smtp_server.max_message_size * 1.05) + 65536,
-        consumer_max_fetch_size=int(settings.smtp_server.max_message_size * 1.05) + 65536,
+        producer_max_request_size=int(settings.max_message_size * 1.05) + 65536,
+        consumer_max_fetch_size=int(settings.max_message_size * 1.05) + 65536,
         broker_commit_every=100,
         stream_wait_empty=False,  # a paused agent (core.control_channel.FaustGate) must not stall a rebalance
         broker_commit_interval=1.0,
@@ -46,7 +46,7 @@ def build_app(settings: Settings, stage: str) -> faust.App:
 FAUST_LOGLEVEL = {"debug": "debug", "info": "warn", "warning": "warn", "warn": "warn", "error": "error"}
 
 
-def run_worker(app: faust.App, settings: Settings) -> None:
+def run_worker(app: faust.App, settings: GatewaySettings) -> None:
     """Runs a stage's worker until SIGINT/SIGTERM (Faust's worker installs the handlers).
     Faust's own INFO lines are chatty; our agents log through structlog at log_level."""
     worker = faust.Worker(app, loglevel=FAUST_LOGLEVEL.get(settings.log_level.lower(), "warn"), quiet=True,

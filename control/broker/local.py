@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from core.settings import Settings
+from control.settings import Settings
 
 MAVEN_TIMEOUT_S = 900
 

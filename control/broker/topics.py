@@ -9,7 +9,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import NewTopic
 
 from core.kafka import make_admin, make_producer, max_record_bytes
-from core.settings import Settings
+from control.settings import Settings
 from schemas import default_codec
 from schemas.topics import TOPICS, TopicNames, TopicSpec
 

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from control.broker.local import BrokerError, LocalBroker
 from control.cli.common import fail, load_settings, out, unreachable
-from core.settings import Settings
+from control.settings import Settings
 
 kafka_app = typer.Typer(help="The local single-node Kafka broker (KRaft).", no_args_is_help=True)
 topics_app = typer.Typer(help="The topics (queues) of the gateway.", no_args_is_help=True)

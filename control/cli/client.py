@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 
 from control.proto.rpc import pb_grpc
-from core.settings import Settings
+from control.settings import Settings
 
 EXIT = {grpc.StatusCode.INVALID_ARGUMENT: 2, grpc.StatusCode.NOT_FOUND: 3, grpc.StatusCode.UNAVAILABLE: 4,
         grpc.StatusCode.DEADLINE_EXCEEDED: 4, grpc.StatusCode.UNAUTHENTICATED: 5,

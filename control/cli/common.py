@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from core.settings import Settings
+from control.settings import Settings, explain
 
 out = Console()
 err = Console(stderr=True)
@@ -25,10 +25,7 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])} (MAILGATE_{'__'.join(str(p) for p in e['loc']).upper()}): "
-            f"{e['msg']}" for e in exc.errors())
-        fail(f"invalid settings: {problems}")
+        fail(f"invalid settings: {explain(exc)}")
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
 

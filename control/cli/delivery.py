@@ -14,7 +14,7 @@ from confluent_kafka import KafkaException
 
 from control.cli.common import err, load_settings, unreachable
 from control.cli.delivery_history import Attempt, MailHistory, mail_history
-from core.settings import Settings
+from control.settings import Settings
 
 delivery_app = typer.Typer(help="Delivery results of smtp-client, from mail.delivery.", no_args_is_help=True)
 

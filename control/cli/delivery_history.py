@@ -16,7 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaError, TopicPartition
 
 from core.kafka import make_consumer
-from core.settings import Settings
+from control.settings import Settings
 from schemas import DecodeError, default_codec
 from schemas.topics import TopicNames
 

@@ -15,7 +15,7 @@ from control.cli.broker import create_topics, start_broker
 from control.cli.common import fail, load_settings, out, unreachable
 from control.engine.services import SERVICES
 from core.logging import setup_logging
-from core.settings import Settings
+from control.settings import Settings
 
 if TYPE_CHECKING:
     from control.engine.supervisor import ServiceSpec

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from control.cli.common import load_settings, unreachable
 from core.control_channel import ACCOUNT, Record
-from core.settings import Settings
+from control.settings import Settings
 from core.tables import load_table
 from schemas import default_codec
 from schemas.topics import CONTROL_STATUS, TopicNames

@@ -23,7 +23,7 @@ from core.control_channel import (
 )
 from core.kafka import make_producer
 from core.logging import get_logger
-from core.settings import Settings
+from control.settings import Settings
 from core.tables import TableFollower
 from schemas import default_codec
 from schemas.topics import CONFIG, CONTROL_DESIRED, CONTROL_STATUS, TopicNames
@@ -32,7 +32,7 @@ log = get_logger("engine")
 
 
 def env_name(key: str) -> str:
-    """The environment variable of a dotted settings key: smtp_server.domains → MAILGATE_SMTP_SERVER__DOMAINS."""
+    """The environment variable of a dotted settings key: smtp_server.port → MAILGATE_SMTP_SERVER__PORT."""
     return "MAILGATE_" + "__".join(part.upper() for part in key.split("."))
 
 

@@ -2,7 +2,10 @@
 
 The engine runs each as `mailgate service <name>` in a child process; the CLI
 and the control server list them from here. A service's code lives in its own
-stage package and is imported only when it runs.
+stage package and is imported only when it runs. This is where the settings tree
+meets the services: each stage's service is given only its view of the tree (the
+gateway's identity and its own section, ``core.settings.view``); the control
+plane's services get the whole tree (they show and change it).
 
 Policies the engine keeps for an entry: ``restart_after_stop`` (started again
 after ``control.grace_restart_s`` even when stopped on purpose: spam-filter,
@@ -18,7 +21,16 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from core.settings import Settings
+from control.settings import Settings
+from core.settings import GatewaySettings, view
+import egress.maildepot.settings as maildepot
+import egress.smtp_client.settings as smtp_client
+import ingress.connector.settings as connector
+import ingress.pop3.settings as pop3
+import ingress.smtp.settings as smtp_server
+import streams.archive.settings as archive
+import streams.spam.settings as spam
+import streams.validation.settings as validation
 
 
 # Services that may not stay stopped: the engine starts them again after the grace period.
@@ -52,19 +64,21 @@ def _uvloop(coro: Coroutine[Any, Any, None]) -> None:
     uvloop.run(coro)
 
 
-def _metrics(settings: Settings, name: str) -> None:
+def _metrics(settings: GatewaySettings, name: str) -> None:
     from core.metrics import start_metrics
 
     start_metrics(settings, name)
 
 
-def _entry(name: str, target: str, is_async: bool = False, *args: Any) -> Callable[[Settings], None]:
+def _entry(name: str, target: str, gets: type[GatewaySettings] | None, is_async: bool = False,
+           *args: Any) -> Callable[[Settings], None]:
     """A service's process entry: its /metrics, then ``module:function(settings, *args)``
-    (imported only in that process, so the engine does not load every stage); async ones
-    run on uvloop."""
-    def run(settings: Settings) -> None:
+    (imported only in that process, so the engine does not load every stage) with the
+    settings it ``gets`` (None: the whole tree); async ones run on uvloop."""
+    def run(tree: Settings) -> None:
         module, _, function = target.partition(":")
         main = getattr(importlib.import_module(module), function)
+        settings = tree if gets is None else view(tree, gets)
         _metrics(settings, name)
         if is_async:
             _uvloop(main(settings, *args))
@@ -90,36 +104,39 @@ def _connector_listens(s: Settings) -> str:
 
 SERVICES: dict[str, Service] = {s.name: s for s in (
     Service("smtp-server", "receives mail; phase-1 filters before a mail is accepted",
-            _entry("smtp-server", "ingress.smtp.server:serve", True),
+            _entry("smtp-server", "ingress.smtp.service:serve", smtp_server.Settings, True),
             lambda s: f"smtp://{s.smtp_server.host}:{s.smtp_server.port} → mail.in"),
     Service("pop3-proxy", "collects mail from POP3 accounts (plain, STLS) at intervals",
-            _entry("pop3-proxy", "ingress.pop3.main:run_service", True, "pop3-proxy"), _pop3_listens("pop3-proxy")),
+            _entry("pop3-proxy", "ingress.pop3.service:run_service", pop3.Settings, True, "pop3-proxy"),
+            _pop3_listens("pop3-proxy")),
     Service("pop3s-proxy", "collects mail from POP3S accounts (implicit TLS) at intervals",
-            _entry("pop3s-proxy", "ingress.pop3.main:run_service", True, "pop3s-proxy"), _pop3_listens("pop3s-proxy")),
+            _entry("pop3s-proxy", "ingress.pop3.service:run_service", pop3.Settings, True, "pop3s-proxy"),
+            _pop3_listens("pop3s-proxy")),
     Service("spam-filter", "fuzzy, pattern-based spam scoring that learns from reports",
-            _entry("spam-filter", "streams.spam.service:run"),
+            _entry("spam-filter", "streams.spam.service:run", spam.Settings),
             lambda s: "mail.in → mail.scored; spam.reports → spam.patterns", consumes="mail.in"),
     Service("message-validation", "phase-2 filters, virus scan and routing to the queues",
-            _entry("message-validation", "streams.validation.service:run"),
+            _entry("message-validation", "streams.validation.service:run", validation.Settings),
             lambda s: "mail.scored → mail.out | spam | virus | ciss | quarantine", consumes="mail.scored"),
     Service("smtp-client", "delivers the out-queue to the next hop",
-            _entry("smtp-client", "egress.smtp_client.service:serve", True),
+            _entry("smtp-client", "egress.smtp_client.service:serve", smtp_client.Settings, True),
             lambda s: f"mail.out → smtp://{s.smtp_client.smarthost}", consumes="mail.out"),
     Service("message-archive", "applies the archive rules to the mail validation copies",
-            _entry("message-archive", "streams.archive.service:run"),
+            _entry("message-archive", "streams.archive.service:run", archive.Settings),
             lambda s: f"mail.archive → archive.spool{'' if s.archive.enabled else ' (archiving off)'}",
             consumes="mail.archive"),
     Service("maildepot-archiver", "stores spooled mail in the tamper-evident, searchable archive",
-            _entry("maildepot-archiver", "egress.maildepot.service:run"),
+            _entry("maildepot-archiver", "egress.maildepot.service:run", maildepot.Settings),
             lambda s: f"archive.spool → {s.maildepot.path(s.home)}", consumes="archive.spool",
             restart_after_stop=True),
     Service("maildepot-connector", "journal SMTP endpoint and mbox/Maildir/EML import for the archive",
-            _entry("maildepot-connector", "ingress.connector.service:serve", True), _connector_listens,
+            _entry("maildepot-connector", "ingress.connector.service:serve", connector.Settings, True),
+            _connector_listens,
             restart_after_stop=True),
     Service("control-server", "gRPC control plane for the administrator and user consoles",
-            _entry("control-server", "control.server.service:run"),
+            _entry("control-server", "control.server.service:run", None),
             lambda s: f"grpc{'s' if s.control.tls_cert_file else ''}://{s.control.host}:{s.control.port}"),
     Service("remote-support", "diagnostics for remote maintenance; off unless an administrator starts it "
-            "for a limited time", _entry("remote-support", "control.server.remote_support:run"),
+            "for a limited time", _entry("remote-support", "control.server.remote_support:run", None),
             lambda s: f"http://127.0.0.1:{s.control.remote_support_port}", auto_start=False),
 )}

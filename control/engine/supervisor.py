@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from core.control_channel import Record, now_ms
 from core.logging import get_logger
-from core.settings import Settings
+from control.settings import Settings
 
 if TYPE_CHECKING:
     from control.engine.node_link import NodeLink

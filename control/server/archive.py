@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from control.server.errors import InvalidArgument, NotFound, Unavailable
 from core.kafka import make_consumer, make_producer
-from core.settings import Settings
+from control.settings import Settings
 from schemas import DecodeError, default_codec, new_mail_id
 from schemas.topics import ARCHIVE_REPLIES, ARCHIVE_REQUESTS, TopicNames
 

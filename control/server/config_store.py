@@ -25,7 +25,7 @@ from control.server.errors import InvalidArgument
 from core.control_channel import now_ms, produce_event
 from core.kafka import make_producer
 from core.logging import get_logger
-from core.settings import Settings
+from control.settings import Settings
 from core.tables import TableFollower
 from schemas import default_codec
 from schemas.topics import CONFIG, TopicNames
@@ -91,7 +91,7 @@ FIELDS = leaves(Settings)
 def check_key(key: str) -> FieldInfo:
     """The field of a key that may be set through the control plane, or InvalidArgument saying why not."""
     if not key:
-        raise InvalidArgument("name a setting, e.g. smtp_server.domains")
+        raise InvalidArgument("name a setting, e.g. domains")
     if key.startswith(FIXED) or key in ("kafka", "broker"):
         raise InvalidArgument(f"{key} is not set through the control plane (it says how a node reaches Kafka "
                               "or who it is): set it in each node's environment or TOML file")

@@ -15,7 +15,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, TopicP
 from confluent_kafka.admin import OffsetSpec
 
 from core.kafka import make_admin, make_consumer
-from core.settings import Settings
+from control.settings import Settings
 from schemas.topics import TopicNames
 
 

@@ -22,7 +22,7 @@ from control.server.plane import ControlPlane
 from core.kafka import make_consumer
 from core.logging import get_logger
 from core.metrics import LAG, LATENCY, QUEUE_RECORDS, REJECTIONS
-from core.settings import Settings
+from control.settings import Settings
 from schemas import DecodeError, default_codec
 from schemas.ids import mail_id_time_ms
 from schemas.topics import MAIL_DELIVERY, SMTP_REJECTED, TOPICS, TopicNames

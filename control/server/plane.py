@@ -29,7 +29,7 @@ from core.control_channel import (
 )
 from core.kafka import make_producer
 from core.logging import get_logger
-from core.settings import Settings
+from control.settings import Settings
 from schemas.topics import CONTROL_DESIRED, TopicNames
 
 log = get_logger("control-server")

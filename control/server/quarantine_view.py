@@ -32,7 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from core.kafka import make_consumer
 from core.logging import get_logger
-from core.settings import Settings
+from control.settings import Settings
 from schemas import DecodeError, default_codec, unpack_message
 from schemas import topics as t
 from schemas.topics import TopicNames

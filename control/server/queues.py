@@ -28,7 +28,7 @@ from control.server.quarantine_view import QUEUES, Held, QuarantineView, apply_r
 from control.server.reports import report_record
 from core.control_channel import now_ms
 from core.kafka import make_producer
-from core.settings import Settings
+from control.settings import Settings
 from schemas import default_codec, pack_message
 from schemas import topics as t
 from schemas.topics import TopicNames

@@ -27,7 +27,7 @@ from typing import Any
 from control.broker.topics import topic_sizes
 from control.server.auth import Tokens, bearer
 from core.logging import get_logger
-from core.settings import Settings
+from control.settings import Settings
 from core.tables import load_table
 from schemas import default_codec
 from schemas.topics import CONTROL_STATUS, TopicNames

@@ -8,7 +8,7 @@ from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr
 
 from core.kafka import make_producer
-from core.settings import Settings
+from control.settings import Settings
 from schemas import default_codec, new_mail_id, pack_message
 from core.tables import load_table
 from schemas.topics import SPAM_PATTERNS, SPAM_REPORTS, TopicNames

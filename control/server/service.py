@@ -24,7 +24,7 @@ from control.server.plane import ControlPlane
 from control.server.queues import QueueBrowser
 from control.server.servicer import ControlServicer
 from core.logging import get_logger
-from core.settings import Settings
+from control.settings import Settings
 
 log = get_logger("control-server")
 

@@ -7,7 +7,7 @@ import time
 
 from core.control_channel import Record
 from core.logging import get_logger
-from core.settings import Settings
+from control.settings import Settings
 from core.tables import TableFollower
 from schemas import default_codec
 from schemas.topics import CONTROL_STATUS, TopicNames

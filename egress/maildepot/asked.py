@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 
 from core.kafka import make_consumer, make_producer
 from core.logging import get_logger
-from core.settings import Settings
+from egress.maildepot.settings import Settings
 from egress.maildepot.answers import READ_ONLY, Refused, answer, open_store
 from schemas import DecodeError, default_codec
 from schemas.topics import ARCHIVE_REPLIES, ARCHIVE_REQUESTS, TopicNames

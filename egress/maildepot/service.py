@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from core.control_channel import ControlChannel
 from core.kafka import make_consumer, make_producer
 from core.logging import get_logger
-from core.settings import Settings
+from egress.maildepot.settings import Settings
 from egress.maildepot import metrics
 from egress.maildepot.asked import Asked
 from egress.maildepot.store import ArchiveStore

@@ -1,8 +1,9 @@
 """maildepot-archiver: where the archive store lives and how long it keeps mail.
 
-Composed in ``core.settings.Settings`` as ``maildepot`` (``MAILGATE_MAILDEPOT__DIRECTORY``, ...).
-Only the archiver opens the store; the control server and ``mailgate archive`` ask it over
-Kafka (``egress/maildepot/asked.py``), from any node.
+The ``[maildepot]`` section (``MAILGATE_MAILDEPOT__DIRECTORY``, ...); ``Settings`` is what the
+service is given: the gateway's identity and this section. Only the archiver opens the store;
+the control server and ``mailgate archive`` ask it over Kafka (``egress/maildepot/asked.py``),
+from any node.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+
+from core.settings import GatewaySettings
 
 
 class MaildepotSettings(BaseModel):
@@ -21,3 +24,9 @@ class MaildepotSettings(BaseModel):
 
     def path(self, home: Path) -> Path:
         return self.directory or home / "archive"
+
+
+class Settings(GatewaySettings):
+    """What maildepot-archiver is given: the gateway's identity and its own section."""
+
+    maildepot: MaildepotSettings = Field(default_factory=MaildepotSettings)

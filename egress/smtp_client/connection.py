@@ -21,7 +21,7 @@ from aiosmtplib.protocol import SMTPProtocol
 from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import SMTPStatus
 
-from core.settings import TlsPolicy
+from egress.smtp_client.settings import TlsPolicy
 from egress.smtp_client.routing import Host
 
 

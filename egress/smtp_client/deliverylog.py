@@ -27,7 +27,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 
 from core.kafka import AsyncProducer, make_consumer
 from core.logging import get_logger
-from core.settings import Settings
+from egress.smtp_client.settings import Settings
 from egress.smtp_client.journal import Entry, Journal
 from schemas import Codec, DecodeError
 

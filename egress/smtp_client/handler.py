@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from core.logging import get_logger
-from core.settings import Settings
+from egress.smtp_client.settings import Settings
 from egress.smtp_client.bounce import bounce_mail_id, bounce_record, build_dsn
 from egress.smtp_client.delivery import Outcome, Reply, deliver
 from egress.smtp_client.deliverylog import DeliveryLog, Durably, log_key
@@ -121,7 +121,7 @@ class Handler:
             mlog.warning("failed for good; no bounce for a bounce (null sender)", rcpt=sorted(failed))
         else:
             bounce_id = bounce_mail_id(routed, sorted(failed))
-            dsn = build_dsn(routed, data, failed, outcome.next_hop, self.settings.smtp_server.hostname)
+            dsn = build_dsn(routed, data, failed, outcome.next_hop, self.settings.hostname)
             record = bounce_record(routed, dsn, bounce_id, self.settings.node, int(time.time() * 1000))
             await self.publish("MailRouted", record, self.names.mail_out, record["destination"].encode())
             mlog.warning("failed for good; bounced to the sender", rcpt=sorted(failed), bounce_mail_id=bounce_id,

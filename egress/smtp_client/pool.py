@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from core.settings import TlsPolicy
+from egress.smtp_client.settings import TlsPolicy
 from egress.smtp_client.connection import Connection, open_connection
 from egress.smtp_client.routing import Host
 

@@ -17,7 +17,8 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
-from core.settings import SmtpClientSettings, TlsPolicy, parse_hostport
+from core.settings import parse_hostport
+from egress.smtp_client.settings import SmtpClientSettings, TlsPolicy
 
 MAX_ADDRESSES = 5  # addresses tried per attempt, like Postfix's smtp_mx_address_limit
 

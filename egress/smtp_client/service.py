@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from core.control_channel import ControlChannel
 from core.kafka import AsyncProducer, KafkaUnavailable, make_consumer
 from core.logging import get_logger
-from core.settings import Settings
+from egress.smtp_client.settings import Settings
 from egress.smtp_client.deliverylog import DeliveryLog
 from egress.smtp_client.handler import Handler
 from egress.smtp_client.offsets import TP, OffsetTracker, Ticket
@@ -63,7 +63,7 @@ class SmtpClient:
         self.stop = stop or asyncio.Event()
         self.tracker = OffsetTracker()
         self.gate = DueGate()
-        self.pool = Pool(settings.smtp_server.hostname, cfg.timeout_s, cfg.destination_concurrency,
+        self.pool = Pool(settings.hostname, cfg.timeout_s, cfg.destination_concurrency,
                          cfg.connection_reuse, cfg.connection_idle_s, cfg.tls_ca_file)
         self.router = Router(cfg)
         self.tasks: set[asyncio.Task[None]] = set()

@@ -23,7 +23,7 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from pathlib import Path
 
 from core.logging import get_logger
-from core.settings import Settings
+from ingress.connector.settings import Settings
 from ingress.connector import metrics
 from ingress.connector.spool import Spool, spool_record
 from schemas.ids import stable_mail_id

@@ -13,7 +13,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from core.kafka import KafkaUnavailable
 from core.logging import get_logger
-from core.settings import Settings
+from ingress.connector.settings import Settings
 from ingress.connector import metrics
 from ingress.connector.spool import Spool, spool_record
 
@@ -43,5 +43,5 @@ class JournalHandler:
 def journal_server(settings: Settings, spool: Spool) -> Any:
     """A protocol factory for ``loop.create_server``."""
     handler = JournalHandler(settings, spool)
-    return lambda: SMTP(handler, hostname=settings.smtp_server.hostname, ident="mailgate journal",
-                        data_size_limit=settings.smtp_server.max_message_size)
+    return lambda: SMTP(handler, hostname=settings.hostname, ident="mailgate journal",
+                        data_size_limit=settings.max_message_size)

@@ -12,7 +12,7 @@ import signal
 
 from core.kafka import KafkaUnavailable
 from core.logging import get_logger
-from core.settings import Settings
+from ingress.connector.settings import Settings
 from ingress.connector.importer import scan
 from ingress.connector.journal import journal_server
 from ingress.connector.spool import Spool

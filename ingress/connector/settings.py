@@ -1,6 +1,7 @@
 """maildepot-connector: the SMTP journal endpoint and the import directory.
 
-Composed in ``core.settings.Settings`` as ``connector`` (``MAILGATE_CONNECTOR__JOURNAL_PORT``, ...).
+The ``[connector]`` section (``MAILGATE_CONNECTOR__JOURNAL_PORT``, ...); ``Settings`` is what the
+service is given: the gateway's identity and this section.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+
+from core.settings import GatewaySettings
 
 
 class ConnectorSettings(BaseModel):
@@ -22,3 +25,9 @@ class ConnectorSettings(BaseModel):
 
     def import_path(self, home: Path) -> Path:
         return self.import_dir or home / "archive-import"
+
+
+class Settings(GatewaySettings):
+    """What maildepot-connector is given: the gateway's identity and its own section."""
+
+    connector: ConnectorSettings = Field(default_factory=ConnectorSettings)

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from core.kafka import AsyncProducer
-from core.settings import Settings
+from ingress.connector.settings import Settings
 from ingress.connector import metrics
 from schemas import default_codec, new_mail_id, pack_message
 from schemas.topics import ARCHIVE_SPOOL, TopicNames

@@ -16,7 +16,7 @@ from typing import Any
 from core.kafka import AsyncProducer
 from core.logging import get_logger
 from core.metrics import MAILS
-from core.settings import Settings
+from ingress.pop3.settings import Settings
 from core.tables import load_table
 from ingress.pop3.uidls import MemoryUidlStore, UidlEntry, record_key
 from schemas import Codec

@@ -1,57 +1,66 @@
-"""Entry of pop3-proxy and pop3s-proxy: collect every configured account on its
-own schedule until told to stop.
+"""Entry of the processes `mailgate service pop3-proxy` and `mailgate service pop3s-proxy`:
+the Kafka wiring around ``Pop3Service``.
 
-The wiring (the Kafka publisher to mail.in and the UIDL store on pop3.uidls)
-is injected by the caller (the process: ``ingress.pop3.main``)::
-
-    service = Pop3Service(settings.pop3, publisher, uidl_store, node=settings.node, service="pop3s-proxy")
-    await service.run(stop)            # or: await serve(settings.pop3, publisher, uidl_store, stop, ...)
-
-pop3-proxy takes the accounts with tls none/starttls-*, pop3s-proxy those with
-implicit TLS; ``service=None`` takes them all.
+Restores the UIDL ledger from pop3.uidls before the first cycle (no ledger, no
+collection: a mail could be fetched twice), then collects every account of the
+service on its schedule until SIGTERM/SIGINT, reporting each account's status
+to control.status. With no account configured for it, the service stays up and
+idle (the engine lists it as running; its log says how to add one) instead of
+exiting and being restarted over and over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 
+from core.kafka import AsyncProducer
 from core.logging import get_logger
-from ingress.pop3.collector import AccountCollector, AccountStatus, Publisher, StatusCallback
-from ingress.pop3.settings import Pop3Settings
-from ingress.pop3.uidls import UidlStore
+from ingress.pop3.settings import Settings
+from ingress.pop3.kafka import KafkaUidlStore, MailInPublisher
+from ingress.pop3.scheduler import Pop3Service
+from ingress.pop3.status import StatusReporter
+from schemas import default_codec
+from schemas.topics import POP3_UIDLS, TopicNames
 
 log = get_logger("pop3-proxy")
 
 
-class Pop3Service:
-    def __init__(self, settings: Pop3Settings, publisher: Publisher, uidl_store: UidlStore, *, node: str,
-                 service: str | None = None) -> None:
-        self.name = service or "pop3-proxy"
-        sessions = asyncio.Semaphore(settings.max_sessions)
-        self.collectors = [
-            AccountCollector(account, publisher, uidl_store, node, max_in_flight=settings.max_in_flight,
-                             max_in_flight_bytes=settings.max_in_flight_bytes,
-                             backoff_max_s=settings.backoff_max_s, sessions=sessions)
-            for account in settings.accounts_for(service)
-        ]
-
-    def statuses(self) -> list[AccountStatus]:
-        """Per account: last success, last error, counts, next attempt."""
-        return [c.status for c in self.collectors]
-
-    async def run(self, stop: asyncio.Event, on_status: StatusCallback | None = None) -> None:
-        """Run every account until ``stop`` is set; a cycle under way finishes its
-        in-flight mails and QUITs first. ``on_status`` is called after every cycle."""
-        if not self.collectors:
-            log.warning("no POP3 accounts for this service", service=self.name)
-        log.info("collecting", service=self.name, accounts=",".join(c.account.name for c in self.collectors))
-        async with asyncio.TaskGroup() as group:
-            for c in self.collectors:
-                group.create_task(c.run(stop, on_status), name=f"{self.name}:{c.account.name}")
-        log.info("stopped", service=self.name)
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass  # not the main thread: SIGTERM then ends the process as usual
 
 
-async def serve(settings: Pop3Settings, publisher: Publisher, uidl_store: UidlStore, stop: asyncio.Event, *,
-                node: str, service: str | None = None, on_status: StatusCallback | None = None) -> None:
-    """Run pop3-proxy (``service="pop3-proxy"``) or pop3s-proxy until ``stop`` is set."""
-    await Pop3Service(settings, publisher, uidl_store, node=node, service=service).run(stop, on_status)
+async def run_service(settings: Settings, service: str, stop: asyncio.Event | None = None) -> None:
+    """Run pop3-proxy or pop3s-proxy (``service``) until ``stop`` is set, or without
+    ``stop`` (the process), until SIGTERM/SIGINT."""
+    if stop is None:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+    accounts = settings.pop3.accounts_for(service)
+    if not accounts:
+        log.info("no POP3 account configured for this service: idle", service=service,
+                 hint="add [[pop3.accounts]] to mailgate.toml (tls implicit: pop3s-proxy; else pop3-proxy)")
+        await stop.wait()
+        return
+    names = TopicNames(settings.kafka.topic_prefix)
+    producer = AsyncProducer(settings, service)
+    reporter = StatusReporter(settings, service)
+    try:
+        store = KafkaUidlStore(producer, names(POP3_UIDLS))
+        entries = await asyncio.to_thread(store.restore, settings)
+        log.info("UIDL ledger restored", service=service, entries=entries, topic=store.topic)
+        publisher = MailInPublisher(producer, names.mail_in, default_codec(), service)
+        pop3 = Pop3Service(settings.pop3, publisher, store, node=settings.node, service=service)
+        await asyncio.to_thread(reporter.forget_removed, settings, {a.name for a in accounts})
+        for status in pop3.statuses():
+            reporter.report(status)
+        await pop3.run(stop, reporter.report)
+    finally:
+        reporter.close()
+        left = await asyncio.to_thread(producer.close, 10.0)
+        log.info("stopped", service=service, unacknowledged=left)

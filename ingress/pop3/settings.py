@@ -1,7 +1,7 @@
 """Settings of pop3-proxy / pop3s-proxy: the POP3 accounts to collect, one model each.
 
-Meant to sit in ``core.settings.Settings`` as ``pop3: Pop3Settings``; then an
-account is configured in the TOML file::
+The ``[pop3]`` section; ``Settings`` is what pop3-proxy and pop3s-proxy are given (the
+gateway's identity and this section). An account is configured in the TOML file::
 
     [[pop3.accounts]]
     name = "sales"
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+
+from core.settings import GatewaySettings
 
 TlsMode = Literal["none", "starttls-required", "starttls-opportunistic", "implicit"]
 
@@ -133,3 +135,21 @@ class Pop3Settings(BaseModel):
             raise ValueError(f"unknown POP3 service {service!r}: one of {', '.join(SERVICE_TLS_MODES)}")
         modes = SERVICE_TLS_MODES.get(service or "", None)
         return [a for a in self.accounts if a.enabled and (modes is None or a.tls in modes)]
+
+
+class Settings(GatewaySettings):
+    """What pop3-proxy and pop3s-proxy are given: the gateway's identity and their section."""
+
+    pop3: Pop3Settings = Field(default_factory=Pop3Settings)
+
+    @model_validator(mode="after")
+    def _mail_fits_the_topics(self) -> Settings:
+        # The topics are sized for max_message_size: a larger POP3 mail would fail its
+        # publish at every cycle instead of being left on the server and reported.
+        for account in self.pop3.accounts:
+            if account.max_message_size > self.max_message_size:
+                raise ValueError(
+                    f"pop3 account {account.name!r}: max_message_size {account.max_message_size} is larger than "
+                    f"the gateway's max_message_size {self.max_message_size}, which sizes the topics; "
+                    f"lower the account's or raise max_message_size")
+        return self

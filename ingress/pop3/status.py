@@ -19,7 +19,7 @@ from typing import Any
 from core.control_channel import ACCOUNT, now_ms, produce_event, status_key
 from core.kafka import make_producer
 from core.logging import get_logger
-from core.settings import Settings
+from ingress.pop3.settings import Settings
 from core.tables import load_table
 from ingress.pop3.collector import AccountStatus
 from schemas.topics import CONTROL_STATUS, TopicNames

@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, cast
 
 from core.logging import get_logger
-from core.settings import SmtpLimitSettings
-from ingress.smtp import secure
+from ingress.smtp.settings import SmtpLimitSettings
 from ingress.smtp.data import DataCollector
 from ingress.smtp.lines import LineGuard
 from ingress.smtp.protocol import ConnectionTracker, GatewayEnvelope, GatewaySession, with_status
+from ingress.smtp.secure import AuthExchange, HandshakeFailed, Login, TlsLayer, tls_facts
 from ingress.smtp.syntax import SyntaxProblem, address_problem, mail_params, parse_params, split_path
 
 log = get_logger("smtp-server")
@@ -42,7 +42,7 @@ class SmtpEngine(asyncio.Protocol):
                  implicit_tls: bool = False) -> None:
         self.handler, self.limits, self.tracker, self.loop = handler, limits, tracker, loop
         self.hostname, self.ident, self.data_size_limit = hostname, ident, data_size_limit
-        self.tls_context, self.authenticator, self.implicit_tls = tls_context, authenticator, implicit_tls
+        self.tls, self.auth = TlsLayer(tls_context, implicit_tls), AuthExchange(authenticator)
         self.guard = LineGuard(limits.max_line_length)
         self.transport: asyncio.Transport | None = None
         self.session: GatewaySession | None = None
@@ -51,9 +51,6 @@ class SmtpEngine(asyncio.Protocol):
         self.out: list[bytes] = []
         self.task: asyncio.Task[None] | None = None
         self.collector: DataCollector | None = None
-        self.auth_step: tuple[str, str | None] | None = None  # (mechanism, login so far)
-        self.is_tls = implicit_tls
-        self.tls_pending = False  # between STARTTLS and the handshake: input in the clear is dropped
         self.commands = self.errors = 0
         self.closing = self.refused = self.paused = self.reading_paused = False
         self.skipping = False  # inside a command line over max_line_length: dropped up to its CRLF
@@ -78,8 +75,8 @@ class SmtpEngine(asyncio.Protocol):
         self.session = session = GatewaySession(self.loop)
         session.peer = peer
         session.client.ip, session.client.port = self.ip, int(peer[1]) if isinstance(peer, tuple) else 0
-        if self.implicit_tls:
-            secure.tls_info(self, transport)
+        if self.tls.active:  # implicit TLS
+            self._tls_facts(transport)
         self.handler.connection_opened(self, session)
         self.last_input = self.loop.time()
         self.timer = self.loop.call_at(self.last_input + self.limits.idle_timeout_s, self._idle)
@@ -112,10 +109,10 @@ class SmtpEngine(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        if self.tls_pending:
+        if self.tls.pending:
             if self.transport is not None and self.transport.get_protocol() is self:
                 return  # sent in the clear after STARTTLS: thrown away (RFC 3207 4.2, CVE-2011-0411)
-            self.tls_pending = False  # the first bytes through the TLS layer
+            self.tls.pending = False  # the first bytes through the TLS layer
             self.guard.reset()
         problem = self.guard.feed(data)
         if problem is not None:
@@ -196,8 +193,10 @@ class SmtpEngine(asyncio.Protocol):
                 self.abort(f"421 4.7.0 {self.hostname} Error: too many errors; closing connection")
 
     def _command(self, line: bytes) -> None:
-        if self.auth_step is not None:
-            secure.auth_continue(self, line)
+        if self.auth.waiting:
+            step = self._auth_answer(self.auth.feed(line))
+            if step is not None:
+                self._start(step)
             return
         self.commands += 1
         if self.commands > self.limits.max_commands:
@@ -279,22 +278,21 @@ class SmtpEngine(asyncio.Protocol):
         if not extended:
             self.reply(f"250 {self.hostname}", raw=True)
             return
-        self.reply(self._ehlo_reply(self.is_tls), raw=True)
+        self.reply(self._ehlo_reply(self.tls.active), raw=True)
 
     def _ehlo_reply(self, tls: bool) -> str:
-        cached = _EHLO.get((self.hostname, self.data_size_limit, self.tls_context is not None,
-                            self.authenticator is not None, tls))
+        offers = (self.hostname, self.data_size_limit, self.tls.context is not None, self.auth.authenticator is not None)
+        cached = _EHLO.get((*offers, tls))
         if cached is not None:
             return cached
         lines = [self.hostname, "PIPELINING", "SIZE" + (f" {self.data_size_limit}" if self.data_size_limit else ""),
                  "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"]
-        if self.tls_context is not None and not tls:
+        if self.tls.context is not None and not tls:
             lines.append("STARTTLS")
-        if self.authenticator is not None and tls:
+        if self.auth.authenticator is not None and tls:
             lines.append("AUTH PLAIN LOGIN")
         text = "\r\n".join(f"250-{x}" for x in lines[:-1]) + f"\r\n250 {lines[-1]}"
-        _EHLO[(self.hostname, self.data_size_limit, self.tls_context is not None, self.authenticator is not None,
-               tls)] = text
+        _EHLO[(*offers, tls)] = text
         return text
 
     def smtp_MAIL(self, arg: str) -> Coroutine[Any, Any, None] | None:
@@ -414,10 +412,65 @@ class SmtpEngine(asyncio.Protocol):
         self.out.clear()
 
     def smtp_STARTTLS(self, arg: str) -> Coroutine[Any, Any, None] | None:
-        return secure.starttls(self, arg)
+        refusal = self.tls.refusal(arg)
+        if refusal is not None:
+            self.reply(refusal)
+            return None
+        self.reply("220 2.0.0 Ready to start TLS")
+        self.buf.clear()  # RFC 3207 4.2 / CVE-2011-0411: nothing sent in the clear may run after the handshake
+        self.tls.pending = True
+        return self._handshake()
 
-    def smtp_AUTH(self, arg: str) -> None:
-        secure.auth(self, arg)
+    async def _handshake(self) -> None:
+        assert self.transport is not None
+        self.transport.write(b"".join(self.out))
+        self.out.clear()
+        try:
+            tls = await self.tls.handshake(self.loop, self.transport, self, min(self.limits.idle_timeout_s, 60.0))
+        except HandshakeFailed as exc:
+            log.info(exc.what, peer=self.ip, error=exc.detail)
+            self.abort(f"421 4.7.0 {self.hostname} Error: {exc.what}; closing connection")
+            return
+        self.transport = tls
+        if self.tls.pending:  # nothing arrived through TLS yet
+            self.tls.pending = False
+            self.guard.reset()
+        self.end_transaction()
+        assert self.session is not None
+        client = self.session.client  # RFC 3207 4.2: forget everything but the peer
+        self.session = GatewaySession(self.loop)
+        self.session.peer, self.session.client = tls.get_extra_info("peername"), client
+        client.helo, client.memo = None, {}
+        self._tls_facts(tls)
+
+    def _tls_facts(self, transport: asyncio.BaseTransport) -> None:
+        assert self.session is not None
+        self.session.ssl, self.session.client.tls = tls_facts(transport)
+
+    def smtp_AUTH(self, arg: str) -> Coroutine[Any, Any, None] | None:
+        refusal = self.auth.refusal(self.tls.active)
+        if refusal is not None:
+            self.reply(refusal)
+            return None
+        if self.need_helo():
+            return None
+        assert self.session is not None
+        return self._auth_answer(self.auth.begin(arg, bool(self.session.authenticated),
+                                                 self.envelope.mail_from is not None))
+
+    def _auth_answer(self, answer: str | Login) -> Coroutine[Any, Any, None] | None:
+        if isinstance(answer, Login):
+            return self._login(answer)  # the engine reads no further command meanwhile
+        self.reply(answer, raw=answer.startswith("334"))
+        return None
+
+    async def _login(self, login: Login) -> None:
+        ok = await self.auth.check(login)
+        assert self.session is not None
+        if ok:
+            self.session.authenticated = True
+            self.session.client.user = login.user
+        self.reply("235 2.7.0 Authentication successful" if ok else "535 5.7.8 Authentication credentials invalid")
 
 
 @types.coroutine

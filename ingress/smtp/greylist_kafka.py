@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from core.kafka import AsyncProducer, make_consumer
 from core.logging import get_logger
-from core.settings import Settings
+from ingress.smtp.settings import Settings
 from ingress.smtp.filters.greylist import Expiry, GreylistStore, Triplet
 
 log = get_logger("smtp-server")

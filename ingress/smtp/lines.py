@@ -1,4 +1,4 @@
-"""smtp-server: strict line endings, checked on the raw bytes before aiosmtpd sees them.
+"""smtp-server: strict line endings, checked on the raw bytes before the protocol engine parses them.
 
 Every line must end with CRLF; a bare LF, a bare CR or a NUL anywhere (commands or
 message data) ends the session with 521. A line longer than the limit is no attack:

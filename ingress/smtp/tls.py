@@ -11,7 +11,7 @@ import datetime
 import ssl
 from pathlib import Path
 
-from core.settings import SmtpTlsSettings
+from ingress.smtp.settings import SmtpTlsSettings
 
 
 def self_signed(hostname: str, directory: Path) -> tuple[Path, Path]:

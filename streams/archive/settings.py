@@ -1,6 +1,7 @@
 """message-archive: whether the gateway archives, and the archive rules.
 
-Composed in ``core.settings.Settings`` as ``archive``; in the TOML file::
+The ``[archive]`` section; ``Settings`` is what message-archive is given (the gateway's
+identity and this section). In the TOML file::
 
     [archive]
     enabled = true
@@ -21,6 +22,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import NoDecode
+
+from core.settings import GatewaySettings
 
 Direction = Literal["inbound", "outbound", "internal", "external"]
 Verdict = Literal["out", "spam", "virus", "quarantine", "ciss"]
@@ -58,3 +61,9 @@ class ArchiveSettings(BaseModel):
     enabled: bool = Field(default=False, description="message-validation copies every mail to mail.archive.")
     rules: list[ArchiveRule] = Field(default_factory=lambda: [ArchiveRule(name="all")],
                                      description="The first matching rule decides; no match: not archived.")
+
+
+class Settings(GatewaySettings):
+    """What message-archive is given: the gateway's identity and its own section."""
+
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)

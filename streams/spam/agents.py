@@ -15,7 +15,7 @@ import faust
 
 from core.control_channel import FaustGate
 from core.logging import get_logger
-from core.settings import Settings
+from streams.spam.settings import Settings
 from core.tables import TableFollower
 from schemas import Codec, DecodeError, unpack_message
 from schemas.quarantine import unreadable_record

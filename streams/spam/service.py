@@ -9,7 +9,7 @@ from __future__ import annotations
 import faust
 
 from core.control_channel import attach_faust
-from core.settings import Settings
+from streams.spam.settings import Settings
 from schemas import default_codec
 from streams.app import build_app, run_worker
 from streams.spam.agents import STAGE, register

@@ -1,8 +1,11 @@
-"""spam-filter: thresholds and limits, with defaults (a section of the service settings)."""
+"""spam-filter: thresholds and limits, with defaults (the ``[spam]`` section); ``Settings`` is
+what the service is given: the gateway's identity and this section."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
+
+from core.settings import GatewaySettings
 
 
 class SpamSettings(BaseModel):
@@ -67,3 +70,9 @@ class SpamSettings(BaseModel):
     max_text_chars: int = Field(default=60_000, ge=1000, description="Text per mail looked at (the rest is cut).")
     max_parts: int = Field(default=64, ge=1, description="MIME parts per mail looked at.")
     max_attachment_bytes: int = Field(default=4 << 20, ge=1024, description="Attachment bytes fuzzy-hashed.")
+
+
+class Settings(GatewaySettings):
+    """What spam-filter is given: the gateway's identity and its own section."""
+
+    spam: SpamSettings = Field(default_factory=SpamSettings)

@@ -22,7 +22,8 @@ from schemas.quarantine import unreadable_record
 from streams.topics import StreamTopics
 from streams.validation.inspect import SERVICE, Inspector
 from streams.validation.once import OnceRouter, Output, PlainRouter, Routing
-from streams.validation.routing import Findings, Route, archive_copy, decide
+from streams.validation.findings import Findings
+from streams.validation.routing import Route, archive_copy, decide
 from streams.validation.virus import ScanBatch
 
 log = get_logger("message-validation")

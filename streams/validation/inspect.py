@@ -17,8 +17,9 @@ from streams.validation.auth import Authenticator, with_header
 from streams.validation.clamd import ClamdClient, ClamdError
 from streams.validation.content import ContentRules
 from streams.validation.mime import MimeWalk, walk_message
+from streams.validation.findings import Findings
 from streams.validation.marking import marked, status_value
-from streams.validation.routing import Findings, domain_of
+from streams.validation.routing import domain_of
 from streams.validation.senders import ConfirmedSenders
 from streams.validation.settings import ValidationFilterSettings
 from streams.validation.virus import ScanBatch, scan_with_retry

@@ -62,7 +62,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from core.kafka import AsyncProducer, make_consumer, producer_config
 from core.logging import get_logger
-from core.settings import Settings
+from streams.validation.settings import Settings
 from schemas import Codec, DecodeError
 from schemas.topics import VALIDATION_ROUTED, TopicNames
 

@@ -15,13 +15,10 @@ The order, written here and only here:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from streams.validation.findings import Findings
 from streams.validation.policy_settings import DecisionPolicy, DecisionSettings, SenderLists
 from streams.validation.senders import listed
-
-if TYPE_CHECKING:
-    from streams.validation.routing import Findings
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from core.address_lists import normalise
 from core.dns_settings import DnsSettings
 from core.dns_settings import split_list as _split
 
@@ -79,7 +80,8 @@ class ContentSettings(BaseModel):
 
 
 class SenderLists(BaseModel):
-    """Entries: "user@domain" (one sender) or "domain" (every sender of it and its subdomains)."""
+    """Entries as in phase 1 (``core.address_lists``): "user@domain" (one sender), "domain" (every
+    sender of it and its subdomains), "@domain" (of it only) or ".domain" (of its subdomains only)."""
 
     sender_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="No spam decision (score, content rules, CISS) for these senders.")
@@ -89,7 +91,7 @@ class SenderLists(BaseModel):
     @field_validator("sender_allow", "sender_deny", mode="before")
     @classmethod
     def _entries(cls, v: Any) -> Any:
-        return [str(x).strip().lower().lstrip("@") for x in _split(v)]
+        return [normalise(str(x)) for x in _split(v)]
 
 
 Action = Literal["quarantine", "spam", "deliver"]

@@ -21,15 +21,12 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
+from streams.validation.findings import Findings
 from streams.validation.policy import Verdict, recipient_verdict
 from streams.validation.policy_settings import DecisionSettings
-
-if TYPE_CHECKING:
-    from streams.validation.auth import AuthResults
-    from streams.validation.content import RuleHit
 
 
 @dataclass(frozen=True)
@@ -38,26 +35,6 @@ class Route:
     key: bytes
     record: dict[str, Any]  # a MailRouted record
     filter: str = ""  # which check sent it there (a bounded name, the label of the metrics)
-
-
-@dataclass(frozen=True)
-class Findings:
-    """What the phase-2 checks found; every field a plain value, so decide() stays pure."""
-
-    unparseable: str | None = None
-    virus_scan: str = "off"  # off | clean | infected | unscannable | failed
-    virus_detail: str = ""  # signature names, or why not scannable / why it failed
-    blocked_by_policy: str | None = None
-    spam_verdict: str | None = None  # spam | unsure | ham; None: not scored
-    spam_score: float = 0.0
-    spam_reasons: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    auth: AuthResults | None = None  # DKIM/SPF/DMARC; None: not checked
-    content_hits: tuple[RuleHit, ...] = ()
-    sender_confirmed: bool | None = None  # in ciss.senders; None: not looked up
-    delivered_message: dict[str, Any] | None = None  # the packed mail with Authentication-Results
-    marked_messages: dict[str, dict[str, Any]] | None = None  # unsure mail, marked: subject tag -> packed mail
-    decision: DecisionSettings | None = None  # the settings decide() applies; None: defaults
 
 
 def domain_of(address: str) -> str:

@@ -1,4 +1,5 @@
-"""message-validation, senders: allow/deny list matching, and the table of senders
+"""message-validation, senders: allow/deny list matching (the entries mean what they
+mean in phase 1: ``core.address_lists``), and the table of senders
 confirmed for challenge-response (CISS), read from the compacted topic ciss.senders.
 
 Every validation node reads the whole topic (core.tables.TableFollower, no consumer
@@ -12,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import lru_cache
 from typing import Any
 
+from core.address_lists import AddressList, normalise
 from core.logging import get_logger
-from core.settings import Settings
+from streams.validation.settings import Settings
 from core.tables import TableFollower
 from schemas import Codec
 from schemas.topics import CISS_SENDERS, TopicNames
@@ -23,21 +26,15 @@ from schemas.topics import CISS_SENDERS, TopicNames
 log = get_logger("message-validation")
 
 
-def normalise(address: str) -> str:
-    return address.strip().strip("<>").lower().rstrip(".")
+@lru_cache(maxsize=1024)
+def _address_list(entries: tuple[str, ...]) -> AddressList:
+    return AddressList(entries)
 
 
 def listed(sender: str, entries: list[str]) -> str | None:
-    """The entry that names this sender ("user@domain", or "domain" for it and its subdomains)."""
-    sender = normalise(sender)
-    domain = sender.rpartition("@")[2]
-    for entry in entries:
-        if "@" in entry:
-            if entry == sender:
-                return entry
-        elif domain == entry or domain.endswith("." + entry):
-            return entry
-    return None
+    """The entry that names this sender: "user@domain", "domain" (it and its subdomains),
+    "@domain" (it only) or ".domain" (its subdomains only)."""
+    return _address_list(tuple(entries)).match(sender)
 
 
 class ConfirmedSenders:

@@ -1,7 +1,7 @@
 """message-validation: settings of the virus scan, the MIME walk and the attachment policy.
 
-Meant to sit in ``core.settings.Settings`` as ``validation: ValidationFilterSettings``;
-then, in the TOML file::
+The ``[validation]`` section; ``Settings`` is what the service is given (the gateway's
+identity, this section and the archive switch). In the TOML file::
 
     [validation.clamd]
     address = "unix:/run/clamav/clamd.ctl"   # or "tcp:127.0.0.1:3310"
@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import NoDecode
 
 from core.dns_settings import split_list as _split_list
+from core.settings import GatewaySettings
 from streams.validation.policy_settings import AuthSettings, ContentSettings, DecisionSettings
 
 MiB = 1024 * 1024
@@ -151,3 +152,16 @@ class ValidationFilterSettings(BaseModel):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     content: ContentSettings = Field(default_factory=ContentSettings)
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
+
+
+class ArchiveSwitch(BaseModel):
+    """The one switch of the ``[archive]`` section validation obeys: copy every mail to mail.archive."""
+
+    enabled: bool = False
+
+
+class Settings(GatewaySettings):
+    """What message-validation is given: the gateway's identity, its own section and the archive switch."""
+
+    validation: ValidationFilterSettings = Field(default_factory=ValidationFilterSettings)
+    archive: ArchiveSwitch = Field(default_factory=ArchiveSwitch)

@@ -12,7 +12,8 @@ from confluent_kafka.admin import ConfigResource
 
 from control.broker.topics import ensure_topics
 from core.kafka import make_admin, max_record_bytes
-from core.settings import KafkaSettings, Settings, SmtpServerSettings
+from control.settings import Settings
+from core.settings import KafkaSettings
 from schemas.topics import TOPICS
 from tests.support.kafka import Broker, container_broker, docker_engine_problem
 from tests.support.ports import free_port
@@ -27,7 +28,7 @@ def mailgate(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_topics_create_is_idempotent_and_shapes_the_topics(broker: Broker) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}."
     env = {"MAILGATE_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers, "MAILGATE_KAFKA__TOPIC_PREFIX": prefix,
-           "MAILGATE_SMTP_SERVER__MAX_MESSAGE_SIZE": str(40 * 1024 * 1024), "COLUMNS": "200"}
+           "MAILGATE_MAX_MESSAGE_SIZE": str(40 * 1024 * 1024), "COLUMNS": "200"}
     first = mailgate("topics", "create", **env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.count("created") == len(TOPICS)
@@ -36,7 +37,7 @@ def test_topics_create_is_idempotent_and_shapes_the_topics(broker: Broker) -> No
     assert "created" not in second.stdout and second.stdout.count("exists") == len(TOPICS)
 
     settings = Settings(kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers, topic_prefix=prefix),
-                        smtp_server=SmtpServerSettings(max_message_size=40 * 1024 * 1024))
+                        max_message_size=40 * 1024 * 1024)
     admin = make_admin(settings)
     resources = [ConfigResource(ConfigResource.Type.TOPIC, prefix + spec.name) for spec in TOPICS]
     configs = {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
@@ -103,7 +104,7 @@ def test_a_newer_writer_schema_is_found_in_the_schemas_topic(broker: Broker) -> 
 
     from schemas import Codec
     from schemas.codec import SCHEMA_DIR, fingerprint
-    from schemas.registry import codec_for
+    from core.schema_topic import codec_for
 
     settings = Settings(kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers,
                                             topic_prefix=f"t{uuid.uuid4().hex[:8]}."))

@@ -10,7 +10,10 @@ import time
 import uuid
 from pathlib import Path
 
-from core.settings import KafkaSettings, Settings, SmtpClientSettings, SmtpServerSettings
+from control.settings import Settings
+from core.settings import KafkaSettings
+from egress.smtp_client.settings import SmtpClientSettings
+from ingress.smtp.settings import SmtpServerSettings
 from tests.support.ports import free_port, wait_listening
 
 
@@ -30,11 +33,13 @@ class Gateway:
             "MAILGATE_KAFKA__TOPIC_PREFIX": self.prefix,
             "MAILGATE_KAFKA__PARTITIONS": "3",
             "MAILGATE_SMTP_SERVER__PORT": str(self.smtp_port),
-            "MAILGATE_SMTP_SERVER__DOMAINS": "example.com,example.org",
+            "MAILGATE_DOMAINS": "example.com,example.org",
             "MAILGATE_SMTP_CLIENT__SMARTHOST": smarthost,
-            "MAILGATE_SMTP_CLIENT__RETRY_INITIAL_S": "0.5",
-            "MAILGATE_SMTP_CLIENT__RETRY_MAX_S": "2",
             "MAILGATE_LOG_LEVEL": "info",
+            # free ports, not the defaults: another gateway on this machine may hold 50051 and 9400+
+            "MAILGATE_CONTROL__PORT": str(free_port()),
+            "MAILGATE_CONTROL__REMOTE_SUPPORT_PORT": str(free_port()),
+            "MAILGATE_CONTROL__METRICS_PORT_BASE": "0",
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -45,7 +50,8 @@ class Gateway:
             home=self.home,
             kafka=KafkaSettings(bootstrap_servers=self.env["MAILGATE_KAFKA__BOOTSTRAP_SERVERS"],
                                 topic_prefix=self.prefix, partitions=3),
-            smtp_server=SmtpServerSettings(port=self.smtp_port, domains=["example.com", "example.org"]),
+            domains=["example.com", "example.org"],
+            smtp_server=SmtpServerSettings(port=self.smtp_port),
             smtp_client=SmtpClientSettings(smarthost=self.env["MAILGATE_SMTP_CLIENT__SMARTHOST"]),
         )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from control.broker.local import LocalBroker
-from core.settings import Settings
+from control.settings import Settings
 from tests.support.ports import free_port
 
 KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"

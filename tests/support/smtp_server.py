@@ -19,7 +19,9 @@ from typing import Any, Self
 from confluent_kafka import KafkaException
 
 from control.broker.topics import ensure_topics
-from core.settings import KafkaSettings, Settings, SmtpServerSettings
+from control.settings import Settings
+from core.settings import KafkaSettings
+from ingress.smtp.settings import SmtpServerSettings
 from schemas.topics import SMTP_REJECTED, TopicNames
 from tests.support.ports import free_port, wait_listening
 from tests.support.topics import Record, read_topic
@@ -30,11 +32,12 @@ class SmtpServer:
                  **smtp: Any) -> None:
         self.prefix = prefix or f"s{uuid.uuid4().hex[:8]}."
         self.port = free_port()
-        smtp.setdefault("domains", ["example.com", "example.org"])
+        identity = {k: smtp.pop(k) for k in ("domains", "hostname", "max_message_size") if k in smtp}
+        identity.setdefault("domains", ["example.com", "example.org"])
         smtp.setdefault("limits", {})
         smtp["limits"] = {"idle_timeout_s": 10.0, **smtp["limits"]}
         self.settings = Settings(
-            node=node, home=home,
+            node=node, home=home, **identity,
             kafka=KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=self.prefix, partitions=2,
                                 produce_timeout_s=5.0),
             smtp_server=SmtpServerSettings(host="127.0.0.1", port=self.port, **smtp),
@@ -50,7 +53,7 @@ class SmtpServer:
         return self.settings.smtp_server.tls.port
 
     def start(self) -> Self:
-        from ingress.smtp.server import serve_listener
+        from ingress.smtp.service import serve_listener
 
         ensure_topics(self.settings)
         ready = threading.Event()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, TopicPartition
 
 from core.kafka import make_consumer
-from core.settings import Settings
+from control.settings import Settings
 from schemas import default_codec
 
 

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from core.kafka import AsyncProducer, KafkaUnavailable
-from core.settings import KafkaSettings, Settings
+from control.settings import Settings
+from core.settings import KafkaSettings
 from tests.support.ports import free_port
 
 

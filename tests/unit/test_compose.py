@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from core.kafka import max_record_bytes
-from core.settings import Settings
+from control.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

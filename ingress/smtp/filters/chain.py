@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.settings import SmtpServerSettings
 from ingress.smtp.filters.verdict import CONTINUE, Action, Check, Filter, Stage, Verdict
+from ingress.smtp.settings import Settings
 
 
 class Chain:
@@ -49,7 +49,7 @@ class Chain:
         return CONTINUE
 
 
-def build_chain(cfg: SmtpServerSettings, greylist_store: object | None = None) -> Chain:
+def build_chain(settings: Settings, greylist_store: object | None = None) -> Chain:
     """The filters configured for this server, in the order of the rule above."""
     from ingress.smtp.filters.dnsbl import Dnsbl
     from ingress.smtp.filters.greylist import Greylist, GreylistStore
@@ -61,18 +61,19 @@ def build_chain(cfg: SmtpServerSettings, greylist_store: object | None = None) -
     from ingress.smtp.filters.relay import RelayControl
     from ingress.smtp.filters.spf import SpfCheck
 
+    cfg, domains, hostname = settings.smtp_server, settings.domains, settings.hostname
     filters: list[Filter] = []
     if cfg.rate.per_client or cfg.rate.per_sender:
         filters.append(RateLimit(cfg.rate))
-    filters.append(RelayControl(cfg.domains, cfg.relay))
+    filters.append(RelayControl(domains, cfg.relay))
     if cfg.recipients.addresses or cfg.recipients.callout:
-        filters.append(RecipientVerify(cfg.domains, cfg.recipients))
+        filters.append(RecipientVerify(domains, cfg.recipients))
     lists = cfg.lists
     if any((lists.client_allow, lists.client_deny, lists.sender_allow, lists.sender_deny,
             lists.recipient_allow, lists.recipient_deny, lists.sender_owners)):
         filters.append(Lists(lists))
     if cfg.helo.enabled:
-        filters.append(HeloCheck(cfg.helo, cfg.hostname, cfg.domains))
+        filters.append(HeloCheck(cfg.helo, hostname, domains))
     if cfg.checks.rdns != "off" or cfg.checks.dnsbl_zones or cfg.checks.spf != "off":
         resolver = cfg.dns.resolver()
         if cfg.checks.rdns != "off":
@@ -80,7 +81,7 @@ def build_chain(cfg: SmtpServerSettings, greylist_store: object | None = None) -
         if cfg.checks.dnsbl_zones:
             filters.append(Dnsbl(cfg.checks.dnsbl_zones, resolver))
         if cfg.checks.spf != "off":
-            filters.append(SpfCheck(cfg.checks.spf, cfg.dns, cfg.hostname))
+            filters.append(SpfCheck(cfg.checks.spf, cfg.dns, hostname))
     if cfg.greylist.enabled:
         assert isinstance(greylist_store, GreylistStore), "greylisting needs its store (smtp.greylist)"
         filters.append(Greylist(cfg.greylist, greylist_store))

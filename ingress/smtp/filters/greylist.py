@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.settings import GreylistSettings
+from ingress.smtp.settings import GreylistSettings
 from ingress.smtp.filters.verdict import Check, Stage, Verdict, note, tempfail
 
 

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-from core.settings import HeloFilterSettings
+from ingress.smtp.settings import HeloFilterSettings
 from ingress.smtp.filters.verdict import CONTINUE, Check, Stage, Verdict, reject
 
 LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")

@@ -1,6 +1,7 @@
 """smtp-server filter ``lists``: allow and deny lists for clients (networks), senders
-and recipients. Entries are "user@domain" (one user), "domain" (its users) or
-".domain" (its subdomains' users).
+and recipients. Entries mean what they mean in phase 2 too (``core.address_lists``):
+"user@domain" (one user), "domain" (its users and its subdomains'), "@domain" (its
+users only) or ".domain" (its subdomains' users only).
 
 Sender lists exist on three levels: global, per recipient domain of ours, per
 recipient user. The most specific list that names the sender decides for a
@@ -19,41 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from core.settings import ListFilterSettings, OwnerSenderLists
+from core.address_lists import AddressList
+
 from ingress.smtp.filters.relay import address_domain, in_networks, parse_networks
 from ingress.smtp.filters.verdict import CONTINUE, Check, Stage, Verdict, accept, note, reject
-
-
-class AddressList:
-    def __init__(self, entries: Iterable[str]) -> None:
-        self.users: set[str] = set()
-        self.domains: set[str] = set()
-        self.suffixes: tuple[str, ...] = ()
-        suffixes = []
-        for raw in entries:
-            e = raw.strip().strip("<>").lower().rstrip(".")
-            if e.startswith("@"):
-                self.domains.add(e[1:])
-            elif "@" in e:
-                self.users.add(e)
-            elif e.startswith("."):
-                suffixes.append(e)
-            elif e:
-                self.domains.add(e)
-        self.suffixes = tuple(suffixes)
-
-    def match(self, address: str) -> str | None:
-        """The entry that matches this address, or None."""
-        a = address.strip().lower().rstrip(".")
-        if a in self.users:
-            return a
-        domain = a.rpartition("@")[2]
-        if domain in self.domains:
-            return domain
-        for s in self.suffixes:
-            if domain.endswith(s):
-                return s
-        return None
+from ingress.smtp.settings import ListFilterSettings, OwnerSenderLists
 
 
 @dataclass(frozen=True)

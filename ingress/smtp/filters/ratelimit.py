@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from core.settings import RateLimitSettings
+from ingress.smtp.settings import RateLimitSettings
 from ingress.smtp.filters.verdict import CONTINUE, Check, Stage, Verdict, tempfail
 
 

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 
 import aiosmtplib
 
-from core.settings import RecipientFilterSettings, parse_hostport
+from core.settings import parse_hostport
+from ingress.smtp.settings import RecipientFilterSettings
 from ingress.smtp.filters.relay import address_domain
 from ingress.smtp.filters.verdict import CONTINUE, Check, Stage, Verdict, note, reject, tempfail
 

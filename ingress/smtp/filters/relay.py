@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Iterable
 from functools import lru_cache
 
-from core.settings import RelayFilterSettings
+from ingress.smtp.settings import RelayFilterSettings
 from ingress.smtp.filters.verdict import CONTINUE, Check, Stage, Verdict, note, reject
 
 

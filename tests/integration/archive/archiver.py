@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.settings import Settings
+from control.settings import Settings
 from tests.integration.archive.test_archive_connector import run_service, stop
 
 READY = "answering archive questions"

@@ -16,7 +16,8 @@ import pytest
 
 from control.broker.topics import ensure_topics
 from control.proto.rpc import pb, pb_grpc
-from core.settings import ControlSettings, KafkaSettings, Settings
+from control.settings import ControlSettings, Settings
+from core.settings import KafkaSettings
 from egress.maildepot.store import ArchiveStore
 from tests.integration.archive.archiver import archiver
 from tests.integration.archive.helpers import joined, mail, spooled

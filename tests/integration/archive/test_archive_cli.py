@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from control.broker.topics import ensure_topics
-from core.settings import KafkaSettings, Settings
+from control.settings import Settings
+from core.settings import KafkaSettings
 from egress.maildepot.search import Query, export
 from egress.maildepot.store import ArchiveStore
 from tests.integration.archive.archiver import archiver

@@ -20,7 +20,8 @@ import pytest
 
 from control.broker.topics import ensure_topics
 from core.kafka import make_producer
-from core.settings import ControlSettings, KafkaSettings, Settings
+from control.settings import ControlSettings, Settings
+from core.settings import KafkaSettings
 from egress.maildepot.store import ArchiveStore
 from ingress.connector.settings import ConnectorSettings
 from schemas import default_codec

@@ -14,7 +14,8 @@ from control.engine.services import SERVICES
 from control.engine.supervisor import ServiceSpec
 from control.server.auth import Principal
 from control.server.plane import ControlPlane
-from core.settings import ControlSettings, KafkaSettings, Settings
+from control.settings import ControlSettings, Settings
+from core.settings import KafkaSettings
 from tests.integration.control.conftest import wait_until
 from tests.integration.control.test_control_engine_policies import RunningEngine, svc
 from tests.support.kafka import Broker

@@ -19,7 +19,8 @@ import pytest
 from control.broker.topics import ensure_topics
 from control.proto.rpc import pb, pb_grpc
 from control.server.service import ControlServer
-from core.settings import ControlSettings, KafkaSettings, Settings
+from control.settings import ControlSettings, Settings
+from core.settings import KafkaSettings
 from egress.maildepot.search import Query, export
 from egress.maildepot.store import ArchiveStore
 from tests.integration.archive.archiver import archiver

@@ -19,7 +19,8 @@ from control.engine.supervisor import Engine, ServiceSpec
 from control.server.auth import Principal
 from control.server.plane import ControlPlane
 from core.control_channel import PROCESS
-from core.settings import ControlSettings, KafkaSettings, Settings
+from control.settings import ControlSettings, Settings
+from core.settings import KafkaSettings
 from tests.integration.control.conftest import ADMIN_TOKEN, USER, USER_TOKEN, diagnostics, listening, wait_until
 from tests.support.kafka import Broker
 from tests.support.ports import free_port

@@ -12,7 +12,8 @@ from control.broker.topics import ensure_topics
 from control.cli.client import ControlClient, ControlError
 from control.proto.rpc import pb
 from control.server.service import ControlServer
-from core.settings import ControlSettings, KafkaSettings, Settings
+from control.settings import ControlSettings, Settings
+from core.settings import KafkaSettings
 from tests.integration.control.conftest import ADMIN_TOKEN
 from tests.support.kafka import Broker
 from tests.support.ports import free_port

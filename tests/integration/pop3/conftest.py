@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from control.broker.topics import ensure_topics
-from core.settings import KafkaSettings, Settings
+from control.settings import Settings
+from core.settings import KafkaSettings
 from ingress.pop3.settings import Pop3Account, TlsMode
 from tests.support.dovecot import Dovecot, Mailbox
 from tests.support.kafka import Broker

@@ -7,7 +7,7 @@ import pytest
 from rich.console import Console
 
 from control.cli.pop3 import account_rows, accounts_table
-from core.settings import Settings
+from control.settings import Settings
 from ingress.pop3.collector import AccountStatus
 from ingress.pop3.status import StatusReporter
 

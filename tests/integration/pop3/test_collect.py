@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ingress.pop3.collector import AccountCollector
-from ingress.pop3.service import serve
+from ingress.pop3.scheduler import serve
 from ingress.pop3.settings import Pop3Account, Pop3Settings
 from ingress.pop3.uidls import MemoryUidlStore, UidlEntry
 from schemas import default_codec, unpack_message

@@ -18,7 +18,7 @@ import pytest
 from control.cli.pop3 import AccountRow, account_rows
 from control.engine.services import SERVICES
 from control.proto.rpc import pb
-from core.settings import Settings
+from control.settings import Settings
 from tests.integration.control.conftest import NODE, Node, env_for, free_port_run, wait_until
 from tests.support.dovecot import Dovecot, Mailbox, generated_mail
 from tests.support.gateway import Gateway

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from core.kafka import AsyncProducer
-from core.settings import Settings
+from control.settings import Settings
 from ingress.pop3.collector import AccountCollector, CollectError
 from ingress.pop3.kafka import KafkaUidlStore, MailInPublisher
 from ingress.pop3.settings import Pop3Account

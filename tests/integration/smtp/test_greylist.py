@@ -13,7 +13,8 @@ from confluent_kafka import TopicPartition
 
 from control.broker.topics import ensure_topics
 from core.kafka import make_consumer, make_producer
-from core.settings import KafkaSettings, Settings
+from control.settings import Settings
+from core.settings import KafkaSettings
 from ingress.smtp.filters.greylist import Triplet, triplet_key
 from schemas.topics import SMTP_GREYLIST, TopicNames
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import aiosmtplib
 
 from control.broker.topics import ensure_topics
-from core.settings import KafkaSettings, Settings
+from control.settings import Settings
+from core.settings import KafkaSettings
 from tests.support.kafka import Broker
 from tests.support.ports import free_port, wait_listening
 from tests.support.topics import read_topic

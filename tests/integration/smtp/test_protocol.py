@@ -122,7 +122,10 @@ def test_auth_login_and_cancel_by_hand(smtp_server: StartServer) -> None:
     import base64
 
     srv = smtp_server(auth={"users": {"carol": "pw-of-carol"}})
-    b64 = lambda s: base64.b64encode(s.encode()).decode()
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
     with RawSmtp(srv.port) as s:
         s.expect(220)
         s.command("EHLO c.test", 250)

@@ -17,7 +17,9 @@ import pytest
 
 from control.broker.topics import ensure_topics
 from core.kafka import make_producer
-from core.settings import KafkaSettings, Settings, SmtpClientSettings, SmtpServerSettings
+from control.settings import Settings
+from core.settings import KafkaSettings
+from egress.smtp_client.settings import SmtpClientSettings
 from egress.smtp_client.service import SmtpClient
 from schemas import default_codec, new_mail_id, pack_message
 from schemas.topics import TopicNames
@@ -45,7 +47,7 @@ def settings_for(broker: Broker, **client: Any) -> Settings:
         home=HOME,
         kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers, topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
                             partitions=2),
-        smtp_server=SmtpServerSettings(hostname="gw.test"),
+        hostname="gw.test",
         smtp_client=SmtpClientSettings(**{"smarthost": "", "retry_delays_s": [0.5, 0.5, 0.5], "timeout_s": 5,
                                           **client}),
     )

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from control.broker.topics import ensure_topics
-from core.settings import Settings
+from control.settings import Settings
 from tests.integration.smtp_client.conftest import Harness, message, settings_for
 from tests.integration.smtp_client.peers import Script, ScriptedSink
 from tests.support.kafka import Broker

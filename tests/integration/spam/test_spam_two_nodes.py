@@ -14,7 +14,8 @@ import pytest
 from control.broker.topics import ensure_topics
 from control.server.reports import publish_report
 from core.kafka import make_producer
-from core.settings import KafkaSettings, Settings
+from control.settings import Settings
+from core.settings import KafkaSettings
 from schemas import default_codec
 from schemas.topics import TopicNames
 from tests.integration.spam.test_spam_filter_restart import SpamFilterProcess, received

@@ -15,7 +15,8 @@ from confluent_kafka import KafkaException
 
 from control.broker.topics import ensure_topics
 from core.kafka import make_producer
-from core.settings import KafkaSettings, Settings
+from control.settings import Settings
+from core.settings import KafkaSettings
 from schemas import default_codec
 from schemas.topics import TopicNames
 from tests.integration.validation.test_validation_kill_9 import all_committed, scored, start, wait_for

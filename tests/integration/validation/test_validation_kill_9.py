@@ -20,7 +20,8 @@ from confluent_kafka import TopicPartition
 
 from control.broker.topics import ensure_topics
 from core.kafka import make_consumer, make_producer
-from core.settings import KafkaSettings, Settings
+from control.settings import Settings
+from core.settings import KafkaSettings
 from schemas import default_codec, new_mail_id, pack_message
 from schemas.topics import TopicNames
 from tests.support.kafka import Broker

@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from control.broker.topics import ensure_topics
 from core.kafka import make_producer
-from core.settings import KafkaSettings, Settings
+from control.settings import Settings
+from core.settings import KafkaSettings
 from schemas import default_codec
 from schemas.topics import TopicNames
 from tests.integration.validation.test_clamd import eicar_forwarded, message

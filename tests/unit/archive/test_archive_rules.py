@@ -8,7 +8,8 @@ import pytest
 
 from streams.archive.rules import NOT_ARCHIVED, choose, direction, spooled, verdict_of, why_not
 from streams.archive.settings import ArchiveRule, ArchiveSettings
-from streams.validation.routing import Findings, archive_copy, decide
+from streams.validation.findings import Findings
+from streams.validation.routing import archive_copy, decide
 
 OURS = ["example.com", "example.org"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from core.settings import Settings
+from control.settings import Settings
 from ingress.connector import importer
 
 

@@ -1,6 +1,8 @@
-"""The rooms of control/ keep their walls (issue 17): control imports no other stage (ingress,
-streams, egress: the service registry names their entry points as strings), and no CLI group
-imports the module that builds the CLI (control.cli.app imports them: that was the circle)."""
+"""The rooms of control/ keep their walls (issue 17): control imports no other stage's code (ingress,
+streams, egress: the service registry names their entry points as strings) — only their settings
+modules, from which control/settings.py composes the settings tree and the registry cuts each
+service's view — and no CLI group imports the module that builds the CLI (control.cli.app imports
+them: that was the circle)."""
 
 from __future__ import annotations
 
@@ -27,8 +29,11 @@ def modules() -> list[Path]:
 
 def test_control_imports_no_other_stage() -> None:
     found = {f"{p.relative_to(CONTROL)}: {name}" for p in modules() for name in imported(p)
-             if name.split(".")[0] in STAGES}
+             if name.split(".")[0] in STAGES and not name.endswith(".settings")}
+    composers = {p.relative_to(CONTROL).as_posix() for p in modules() for name in imported(p)
+                 if name.split(".")[0] in STAGES}
     assert len(modules()) > 30 and not found
+    assert composers == {"settings.py", "engine/services.py"}  # the tree, and the registry's views
 
 
 def test_no_cli_group_imports_the_app() -> None:

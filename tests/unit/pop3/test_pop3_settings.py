@@ -69,10 +69,10 @@ def test_account_names_are_unique() -> None:
 
 
 def test_an_account_may_not_take_mail_larger_than_the_topics_carry() -> None:
-    from core.settings import Settings, SmtpServerSettings
+    from control.settings import Settings
 
     big = Pop3Settings(accounts=[account(name="sales", password="x", max_message_size=30 * 1024 * 1024)])
-    with pytest.raises(ValidationError, match="pop3 account 'sales': max_message_size .* smtp_server.max_message_size"):
+    with pytest.raises(ValidationError, match="pop3 account 'sales': max_message_size .* the gateway's max_message_size"):
         Settings(pop3=big)
-    fits = Settings(pop3=big, smtp_server=SmtpServerSettings(max_message_size=30 * 1024 * 1024))
+    fits = Settings(pop3=big, max_message_size=30 * 1024 * 1024)
     assert fits.pop3.accounts[0].max_message_size == 30 * 1024 * 1024

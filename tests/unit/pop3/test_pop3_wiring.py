@@ -7,9 +7,10 @@ import asyncio
 import json
 
 from control.engine.services import SERVICES
-from core.settings import KafkaSettings, Settings
+from control.settings import Settings
+from core.settings import KafkaSettings
 from ingress.pop3.collector import AccountStatus, CycleReport
-from ingress.pop3.main import run_service
+from ingress.pop3.service import run_service
 from ingress.pop3.settings import Pop3Account, Pop3Settings
 from ingress.pop3.status import status_detail
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from core.settings import SmtpLimitSettings
+from ingress.smtp.settings import SmtpLimitSettings
 from ingress.smtp.auth import Authenticator, hash_password
 from ingress.smtp.engine import SmtpEngine
 from ingress.smtp.protocol import ConnectionTracker

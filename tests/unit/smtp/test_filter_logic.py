@@ -6,13 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.settings import (
-    GreylistSettings,
-    HeloFilterSettings,
-    ListFilterSettings,
-    RateLimitSettings,
-    RelayFilterSettings,
-)
+from ingress.smtp.settings import GreylistSettings, HeloFilterSettings, ListFilterSettings, RateLimitSettings, RelayFilterSettings
 from ingress.smtp.auth import hash_password, password_ok
 from ingress.smtp.events import smtp_rejected
 from ingress.smtp.filters import (
@@ -32,7 +26,8 @@ from ingress.smtp.filters import (
 from ingress.smtp.filters.dnsbl import query_name
 from ingress.smtp.filters.greylist import Expiry, Greylist, GreylistStore, Triplet, triplet_key
 from ingress.smtp.filters.helo import HeloCheck, helo_problem
-from ingress.smtp.filters.lists import AddressList, Lists
+from core.address_lists import AddressList
+from ingress.smtp.filters.lists import Lists
 from ingress.smtp.filters.ratelimit import RateLimit, SlidingWindow
 from ingress.smtp.filters.recipients import CalloutCache
 from ingress.smtp.filters.relay import RelayControl, relay_verdict
@@ -127,6 +122,8 @@ def test_address_lists_match_users_domains_and_subdomains() -> None:
     assert lst.match("alice@example.com") is None
     assert lst.match("x@SPAM.test") == "spam.test" and lst.match("x@other.test") == "other.test"
     assert lst.match("x@a.bulk.test") == ".bulk.test" and lst.match("x@bulk.test") is None
+    # a bare domain takes its subdomains too; "@domain" does not (core.address_lists, as in phase 2)
+    assert lst.match("x@mx1.Spam.test") == "spam.test" and lst.match("x@sub.other.test") is None
 
 
 async def test_deny_before_allow() -> None:
@@ -261,7 +258,7 @@ def test_the_fast_mail_received_encoding_is_the_codecs() -> None:
 
     from ingress.smtp.events import mail_received
     from ingress.smtp.protocol import GatewayEnvelope, GatewaySession
-    from ingress.smtp.server import MailInPublisher
+    from ingress.smtp.service import MailInPublisher
 
     session = GatewaySession(loop=None)  # type: ignore[arg-type]
     session.peer, session.host_name = ("192.0.2.9", 4000), "mx.outside.test"

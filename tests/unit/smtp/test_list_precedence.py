@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from core.settings import ListFilterSettings, Settings, SmtpServerSettings
+from control.settings import Settings
 from ingress.smtp.filters import Action, Check, Client, Stage, Transaction, build_chain
 from ingress.smtp.filters.lists import Listed, Lists, SenderPolicy
+from ingress.smtp.settings import ListFilterSettings
+from ingress.smtp.settings import Settings as SmtpView
 
 CFG = ListFilterSettings(
     sender_deny=["global-bad.test"], sender_allow=["everyones-friend.test"],
@@ -81,16 +83,20 @@ async def test_mail_and_rcpt_verdicts() -> None:
 
 
 def test_owner_lists_alone_put_the_filter_in_the_chain() -> None:
-    cfg = SmtpServerSettings(domains=["example.com"], lists={"users": {"a@example.com": {"sender_deny": "x.test"}}})
+    cfg = SmtpView(domains=["example.com"],
+                   smtp_server={"lists": {"users": {"a@example.com": {"sender_deny": "x.test"}}}})
     assert [f.name for f in build_chain(cfg).filters] == ["relay", "lists", "helo"]
-    assert [f.name for f in build_chain(SmtpServerSettings(domains=["example.com"])).filters] == ["relay", "helo"]
+    assert [f.name for f in build_chain(SmtpView(domains=["example.com"])).filters] == ["relay", "helo"]
 
 
 def test_owners_must_be_ours_and_the_key_is_named() -> None:
-    with pytest.raises(ValidationError, match=r"smtp_server.lists.domains.elsewhere.test: not one of smtp_server"):
-        SmtpServerSettings(domains=["example.com"], lists={"domains": {"elsewhere.test": {"sender_deny": ["x"]}}})
+    with pytest.raises(ValidationError, match=r"smtp_server.lists.domains.elsewhere.test: not one of the gateway's"):
+        SmtpView(domains=["example.com"],
+                 smtp_server={"lists": {"domains": {"elsewhere.test": {"sender_deny": ["x"]}}}})
     with pytest.raises(ValidationError, match=r"smtp_server.lists.users.example.com: not an address"):
-        SmtpServerSettings(domains=["example.com"], lists={"users": {"example.com": {"sender_deny": ["x"]}}})
+        SmtpView(domains=["example.com"], smtp_server={"lists": {"users": {"example.com": {"sender_deny": ["x"]}}}})
+    with pytest.raises(ValidationError, match=r"smtp_server.lists.domains.elsewhere.test"):  # the tree checks too
+        Settings(domains=["example.com"], smtp_server={"lists": {"domains": {"elsewhere.test": {"sender_deny": ["x"]}}}})
 
 
 def test_owner_lists_from_the_environment_and_toml(clean_env: None, monkeypatch: pytest.MonkeyPatch,

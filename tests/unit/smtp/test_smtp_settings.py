@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from core.settings import Settings
+from control.settings import Settings
 
 
 pytestmark = pytest.mark.usefixtures("clean_env")  # tests/unit/conftest.py

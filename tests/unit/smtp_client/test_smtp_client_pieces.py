@@ -10,7 +10,8 @@ import dns.resolver
 import pytest
 from pydantic import ValidationError
 
-from core.settings import SmtpClientSettings, parse_hostport
+from core.settings import parse_hostport
+from egress.smtp_client.settings import SmtpClientSettings
 from egress.smtp_client.bounce import bounce_mail_id, bounce_record, build_dsn, status_code
 from egress.smtp_client.delivery import Reply
 from egress.smtp_client.retry import DueGate, expired, retry_delay_s, retry_record, retry_topic

@@ -14,7 +14,8 @@ from streams.validation.dmarc import DmarcResult
 from streams.validation.mime import walk_message
 from streams.validation.policy import points, recipient_verdict
 from streams.validation.policy_settings import ContentSettings, DecisionSettings
-from streams.validation.routing import Findings, decide
+from streams.validation.findings import Findings
+from streams.validation.routing import decide
 from streams.validation.senders import ConfirmedSenders, listed
 
 

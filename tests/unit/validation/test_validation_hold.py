@@ -12,12 +12,13 @@ from prometheus_client import REGISTRY
 
 from control.server.quarantine_view import Held
 from control.server.queues import rescan_record, unscanned
-from core.settings import Settings
+from control.settings import Settings
 from schemas import default_codec, pack_message, unpack_message
 from streams.validation.agents import count
 from streams.validation.clamd import ClamdScanError, ClamdUnavailable, ScanResult
 from streams.validation.once import PartitionRouter, Routing
-from streams.validation.routing import Findings, archive_copy, decide
+from streams.validation.findings import Findings
+from streams.validation.routing import archive_copy, decide
 from streams.validation.settings import ClamdSettings
 from streams.validation.virus import ScanBatch, scan_with_retry
 

@@ -1,7 +1,8 @@
 """Entry point of smtp-server: `mailgate service smtp-server`.
 
-Listens with aiosmtpd (hardened: ``protocol.GatewaySMTP``) on the configured port,
-with STARTTLS, and on the implicit-TLS port when one is set; runs the phase-1
+Listens on the configured port with its own ESMTP engine (``engine.SmtpEngine``, an
+asyncio protocol that keeps aiosmtpd's session and envelope objects but not its
+parser), with STARTTLS, and on the implicit-TLS port when one is set; runs the phase-1
 filter chain during the dialogue and publishes each accepted mail to mail.in
 (acks=all, idempotent producer), answering 250 only after the broker's ack.
 With ``listeners`` > 1, that many processes share the ports (SO_REUSEPORT).
@@ -17,7 +18,7 @@ from typing import Any
 
 from core.kafka import AsyncProducer
 from core.logging import get_logger
-from core.settings import Settings
+from ingress.smtp.settings import Settings
 from ingress.smtp.auth import Authenticator
 from schemas.fast_encoder import FastEncoder
 from ingress.smtp.engine import SmtpEngine
@@ -150,18 +151,18 @@ async def _listen(settings: Settings, producer: AsyncProducer, ready: asyncio.Ev
 async def _serve(settings: Settings, producer: AsyncProducer, greylist: GreylistSync | None,
                  ready: asyncio.Event | None, stop: asyncio.Event | None, reuse_port: bool, names: TopicNames) -> None:
     cfg = settings.smtp_server
-    chain = build_chain(cfg, greylist.store if greylist else None)
+    chain = build_chain(settings, greylist.store if greylist else None)
     loop = asyncio.get_running_loop()
     publisher = MailInPublisher(producer, names.mail_in, default_codec(), names(SMTP_REJECTED), loop)
     auth_offered = bool(cfg.auth.users)
     handler = GatewayHandler(publisher, chain, settings.node, cfg.max_recipients)
-    tls = server_context(cfg.tls, cfg.hostname, settings.home) if cfg.tls.starttls or cfg.tls.port else None
+    tls = server_context(cfg.tls, settings.hostname, settings.home) if cfg.tls.starttls or cfg.tls.port else None
     tracker = ConnectionTracker(-(-cfg.limits.max_connections // cfg.listeners), cfg.limits.max_connections_per_ip)
     authenticator = Authenticator(cfg.auth.users) if auth_offered else None
 
     def factory(implicit: bool) -> SmtpEngine:
-        return SmtpEngine(handler, limits=cfg.limits, tracker=tracker, loop=loop, hostname=cfg.hostname,
-                          ident="mailgate ESMTP", data_size_limit=cfg.max_message_size,
+        return SmtpEngine(handler, limits=cfg.limits, tracker=tracker, loop=loop, hostname=settings.hostname,
+                          ident="mailgate ESMTP", data_size_limit=settings.max_message_size,
                           tls_context=None if implicit or not cfg.tls.starttls else tls,
                           authenticator=authenticator, implicit_tls=implicit)
 
@@ -172,7 +173,7 @@ async def _serve(settings: Settings, producer: AsyncProducer, greylist: Greylist
         servers.append(await loop.create_server(lambda: factory(True), host=cfg.host, port=cfg.tls.port, ssl=tls,
                                                 reuse_port=reuse_port or None, backlog=1024,
                                                 ssl_handshake_timeout=min(cfg.limits.idle_timeout_s, 60.0)))
-    log.info("listening", address=f"{cfg.host}:{cfg.port}", tls_port=cfg.tls.port, domains=",".join(cfg.domains),
+    log.info("listening", address=f"{cfg.host}:{cfg.port}", tls_port=cfg.tls.port, domains=",".join(settings.domains),
              filters=",".join(f.name for f in chain.filters), kafka=settings.bootstrap_servers)
     stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -187,7 +188,7 @@ async def _serve(settings: Settings, producer: AsyncProducer, greylist: Greylist
     finally:
         for server in servers:
             server.close()
-        tracker.shutdown(cfg.hostname)
+        tracker.shutdown(settings.hostname)
         for server in servers:
             await server.wait_closed()
         for _ in range(50):

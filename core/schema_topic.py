@@ -1,4 +1,4 @@
-"""Writer schemas this process does not ship, looked up in the compacted schemas
+"""core: writer schemas this process does not ship, looked up in the compacted schemas
 topic (key: fingerprint hex, value: canonical schema JSON).
 
 `mailgate topics create` publishes every shipped schema there, so that a reader
@@ -7,13 +7,13 @@ of an older release can still resolve records written by a newer one.
 
 from __future__ import annotations
 
-from core.settings import Settings
+from core.settings import GatewaySettings
 from core.tables import load_table
 from schemas.codec import Codec, Resolver
 from schemas.topics import TopicNames
 
 
-def load_schema_topic(settings: Settings, timeout: float = 10.0) -> dict[bytes, str]:
+def load_schema_topic(settings: GatewaySettings, timeout: float = 10.0) -> dict[bytes, str]:
     topic = TopicNames(settings.kafka.topic_prefix).schemas
     try:
         table = load_table(settings, topic, timeout)
@@ -22,7 +22,7 @@ def load_schema_topic(settings: Settings, timeout: float = 10.0) -> dict[bytes, 
     return {bytes.fromhex(k.decode()): v.decode() for k, v in table.items()}
 
 
-def kafka_resolver(settings: Settings) -> Resolver:
+def kafka_resolver(settings: GatewaySettings) -> Resolver:
     cache: dict[bytes, str] = {}
 
     def resolve(fp: bytes) -> str | None:
@@ -33,6 +33,6 @@ def kafka_resolver(settings: Settings) -> Resolver:
     return resolve
 
 
-def codec_for(settings: Settings) -> Codec:
+def codec_for(settings: GatewaySettings) -> Codec:
     """The shipped schemas, plus any newer writer schema found in the schemas topic."""
     return Codec.from_dir(resolver=kafka_resolver(settings))
