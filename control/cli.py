@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -28,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from control.broker.local import BrokerError, LocalBroker
+from control.broker.supervise import BrokerWard, EngineLock
 from control.cli_archive import register as register_archive_commands
 from control.cli_control import register as register_control_commands
 from control.cli_delivery import register as register_delivery_commands
@@ -49,6 +51,8 @@ register_control_commands(app)
 register_delivery_commands(app)
 register_archive_commands(app)
 register_pop3_commands(app)
+
+UP_WAIT_S = 120.0  # a previous `mailgate up` stops its services (15 s) and its broker (up to 30 s)
 
 out = Console()
 err = Console(stderr=True)
@@ -124,13 +128,18 @@ def up(
 
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format, service="engine")
+    lock = _engine_lock(settings)
     broker = LocalBroker.from_settings(settings) if settings.uses_local_broker else None
-    started_broker = False
-    if broker is not None:
-        started_broker = not broker.is_running()
-        _start_broker(broker)
-    else:
-        out.print(f"using the external Kafka cluster at {settings.bootstrap_servers}")
+    ward = None
+    try:
+        lock.acquire(UP_WAIT_S, say=lambda m: out.print(m, highlight=False))
+        if broker is not None:
+            ward = BrokerWard(broker, _start_broker(broker))
+        else:
+            out.print(f"using the external Kafka cluster at {settings.bootstrap_servers}")
+    except BrokerError as exc:
+        lock.release()
+        fail(str(exc))
     try:
         _create_topics(settings, quiet=True)
         smtp = settings.smtp_server
@@ -139,7 +148,8 @@ def up(
         table = Table(title=f"mailgate on {settings.node}", title_justify="left")
         table.add_column("service")
         table.add_column("listens / consumes")
-        table.add_row("kafka", settings.bootstrap_servers + (" (local)" if broker else " (external)"))
+        table.add_row("kafka", settings.bootstrap_servers + (" (local, restarted by the engine when it exits)"
+                                                             if broker else " (external)"))
         specs = [_spec(settings, i, name) for i, name in enumerate(SERVICES)]
         for spec in specs:
             table.add_row(spec.name, spec.listens + ("" if spec.auto_start else " (off until an administrator "
@@ -150,11 +160,15 @@ def up(
             out.print(f"[yellow]note:[/] nothing answers on the smarthost {host}:{port} yet; mail waits in "
                       f"mail.out until it does (try `mailgate sink` in another terminal).")
         out.print("Ctrl-C stops the gateway.")
-        Engine(specs, settings=settings).run()
+        Engine(specs, settings=settings, wards=[ward] if ward else []).run()
     finally:
-        if broker is not None and started_broker and stop_broker:
-            broker.stop()
-            out.print("local Kafka stopped")
+        if ward is not None and ward.started_here and stop_broker:
+            ward.stop(say=lambda m: out.print(m, highlight=False))
+        lock.release()
+
+
+def _engine_lock(settings: Settings) -> EngineLock:
+    return EngineLock(settings.home / "engine.lock")
 
 
 def _spec(settings: Settings, index: int, name: str) -> ServiceSpec:
@@ -170,11 +184,9 @@ def _spec(settings: Settings, index: int, name: str) -> ServiceSpec:
     return ServiceSpec(name, listens, auto_start=svc.auto_start, restart_after_stop=svc.grace_restart, env=env)
 
 
-def _start_broker(broker: LocalBroker) -> None:
-    try:
-        broker.start(say=lambda m: out.print(m, highlight=False))
-    except BrokerError as exc:
-        fail(str(exc))
+def _start_broker(broker: LocalBroker) -> subprocess.Popen[bytes] | None:
+    """Starts the broker unless it runs; its process when this one started it."""
+    return broker.start(say=lambda m: out.print(m, highlight=False))
 
 
 # -- kafka --------------------------------------------------------------------
@@ -189,14 +201,22 @@ def _local_broker(settings: Settings) -> LocalBroker:
 @kafka_app.command("start")
 def kafka_start() -> None:
     """Download (once), format (once) and start the local broker."""
-    _start_broker(_local_broker(load_settings()))
+    try:
+        _start_broker(_local_broker(load_settings()))
+    except BrokerError as exc:
+        fail(str(exc))
 
 
 @kafka_app.command("stop")
 def kafka_stop() -> None:
     """Stop the local broker; its data stays."""
-    broker = _local_broker(load_settings())
+    settings = load_settings()
+    broker = _local_broker(settings)
     out.print("Kafka stopped" if broker.stop() else "Kafka was not running")
+    engine = _engine_lock(settings).held_by()
+    if engine:
+        out.print(f"note: `mailgate up` (pid {engine}) supervises this broker and starts it again; "
+                  "stop the gateway (Ctrl-C) to stop it for good", highlight=False)
 
 
 @kafka_app.command("status")
@@ -205,7 +225,9 @@ def kafka_status() -> None:
     broker = _local_broker(load_settings())
     pid = broker.pid()
     table = Table(show_header=False)
-    table.add_row("state", "[green]running[/]" if pid else "[red]stopped[/]")
+    taken = not pid and broker.port_open()
+    table.add_row("state", "[green]running[/]" if pid else "[red]stopped[/]"
+                  + (f" ({broker.bootstrap_servers} is taken by another process)" if taken else ""))
     table.add_row("pid", str(pid or "-"))
     table.add_row("bootstrap", broker.bootstrap_servers)
     table.add_row("version", broker.version)

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from core.control_channel import Record, now_ms
 from core.logging import get_logger
@@ -40,6 +40,17 @@ log = get_logger("engine")
 GRACE_S = 15.0
 BACKOFF_MAX_S = 30.0
 TICK_S = 0.2
+
+
+class Ward(Protocol):
+    """Something besides the services the engine keeps alive and reports (the local broker:
+    control.broker.supervise); ``tick()`` must not block."""
+
+    name: str
+
+    def tick(self) -> None: ...
+
+    def status(self) -> Record: ...
 
 
 @dataclass
@@ -88,8 +99,10 @@ class _Running:
 
 class Engine:
     def __init__(self, services: list[ServiceSpec], env: dict[str, str] | None = None,
-                 say: Callable[[str], None] = print, settings: Settings | None = None) -> None:
+                 say: Callable[[str], None] = print, settings: Settings | None = None,
+                 wards: list[Ward] | None = None) -> None:
         self.services = [_Running(s) for s in services]
+        self.wards = wards or []
         self.env = {**os.environ, **(env or {})}
         self.say = say
         self.settings = settings
@@ -141,6 +154,8 @@ class Engine:
                 signal.signal(sig, handler)
 
     def _tick(self) -> None:
+        for ward in self.wards:
+            ward.tick()
         for svc in self.services:
             self._obey(svc)
             self._supervise(svc)
@@ -247,11 +262,10 @@ class Engine:
         if self.link.refresh_requested.is_set():
             self.link.refresh_requested.clear()
             beat = True
-        for svc in self.services:
-            status = svc.status()
+        for status in [svc.status() for svc in self.services] + [w.status() for w in self.wards]:
             fingerprint = tuple(v for k, v in status.items() if k != "detail")
-            if beat or self._reported.get(svc.spec.name) != fingerprint:
-                self._reported[svc.spec.name] = fingerprint
+            if beat or self._reported.get(status["service"]) != fingerprint:
+                self._reported[status["service"]] = fingerprint
                 self.link.report(status)
         if beat:
             self._last_beat = now

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from control.broker.process import is_broker, reap
 from core.settings import Settings
 
 MAVEN_TIMEOUT_S = 900
@@ -158,17 +159,17 @@ class LocalBroker:
     # -- process -------------------------------------------------------------
 
     def pid(self) -> int | None:
+        """The pid of this broker's JVM when it lives; a stale pid file (dead, zombie, or the pid
+        now someone else's) is removed so that it never blocks a start."""
         try:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
+        if is_broker(pid, "kafka.Kafka", str(self._props_file)):
             return pid
-        return pid
+        reap(pid)  # our own child killed: do not leave it a zombie
+        self.pid_file.unlink(missing_ok=True)
+        return None
 
     def port_open(self) -> bool:
         try:
@@ -180,16 +181,35 @@ class LocalBroker:
     def is_running(self) -> bool:
         return self.pid() is not None
 
-    def start(self, timeout: float = 60.0, say: callable = print) -> None:  # type: ignore[valid-type]
+    def start(self, timeout: float = 60.0,
+              say: callable = print) -> subprocess.Popen[bytes] | None:  # type: ignore[valid-type]
+        """Start the broker and wait until it serves; returns its process (this process must reap
+        it), None when one was running already."""
         if self.is_running():
             say(f"Kafka already running (pid {self.pid()}) on {self.bootstrap_servers}")
-            return
+            return None
+        proc = self.launch(say)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BrokerError(f"Kafka exited with {proc.returncode} at start; see {self.log_file}:\n"
+                                  + self._log_tail())
+            if self.ready():
+                say(f"Kafka {self.version} running on {self.bootstrap_servers} (pid {proc.pid}, data {self.data_dir})")
+                return proc
+            time.sleep(0.2)
+        self.stop()
+        raise BrokerError(f"Kafka did not start within {timeout:.0f}s; see {self.log_file}:\n" + self._log_tail())
+
+    def launch(self, say: callable = print) -> subprocess.Popen[bytes]:  # type: ignore[valid-type]
+        """Start the JVM and return at once (``ready()`` says when it serves); the caller reaps it."""
         if self.port_open():
             raise BrokerError(f"{self.bootstrap_servers} is taken by another process: stop it, or set "
                               "MAILGATE_BROKER__PORT to a free port")
         self.ensure_dist(say)
         if self.format():
             say(f"formatted Kafka storage in {self._log_dirs}")
+        self._rotate_log()
         log4j = resources.files("control.broker").joinpath("log4j2.yaml")
         cmd = [self._java(), f"-Xmx{self.heap}", f"-Xms{min_heap(self.heap)}", "-XX:+UseG1GC",
                f"-Dlog4j2.configurationFile={log4j}", "-Djava.awt.headless=true",
@@ -199,17 +219,16 @@ class LocalBroker:
                                     start_new_session=True)
         self.pid_file.write_text(str(proc.pid))
         self._proc = proc  # kept so that stop() reaps it when this process started it
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise BrokerError(f"Kafka exited with {proc.returncode} at start; see {self.log_file}:\n"
-                                  + self._log_tail())
-            if self.port_open() and self._log_says_started():
-                say(f"Kafka {self.version} running on {self.bootstrap_servers} (pid {proc.pid}, data {self.data_dir})")
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise BrokerError(f"Kafka did not start within {timeout:.0f}s; see {self.log_file}:\n" + self._log_tail())
+        return proc
+
+    def ready(self) -> bool:
+        """The broker listens and its log (of this run only) says it started."""
+        return self.port_open() and self._log_says_started()
+
+    def _rotate_log(self) -> None:
+        # Each run starts a fresh log: a killed run's "started" line must not pass for this one's.
+        if self.log_file.exists():
+            self.log_file.rename(self.log_file.with_suffix(".log.1"))
 
     def _log_says_started(self) -> bool:
         try:
@@ -245,9 +264,7 @@ class LocalBroker:
         if proc is not None and proc.pid == pid:
             proc.wait(timeout=5)
             self._proc = None
-        # A restart appends to the same log: forget the old "started" line.
-        if self.log_file.exists():
-            self.log_file.rename(self.log_file.with_suffix(".log.1"))
+        self._rotate_log()
         return True
 
 
