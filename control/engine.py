@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from control.output_relay import relay
 from core.control_channel import Record, now_ms
 from core.logging import get_logger
 from core.settings import Settings
@@ -84,6 +85,7 @@ class _Running:
     stopping_until: float | None = None  # a stop on purpose is under way until then
     restart_after: bool = False  # start again as soon as the stop finished (a restart)
     overridden: str | None = None  # event_id of the desired record a policy already answered
+    relays: list[threading.Thread] = field(default_factory=list)  # its stdout and stderr, line by line
 
     def set_state(self, state: str, detail: str | None = None) -> None:
         if state != self.state:
@@ -115,7 +117,11 @@ class Engine:
         env = {**self.env, **(self.link.config_env() if self.link else {}), **svc.spec.env}
         if svc.expires_ms is not None:
             env["MAILGATE_CONTROL__RUN_UNTIL_MS"] = str(svc.expires_ms)
-        svc.proc = subprocess.Popen(svc.spec.argv, env=env, stdin=subprocess.DEVNULL)
+        # Own pipes, relayed as whole lines: sharing the engine's output joins services' lines.
+        svc.proc = subprocess.Popen(svc.spec.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+        svc.relays = [t for t in (relay(svc.proc.stdout, 1, svc.spec.name), relay(svc.proc.stderr, 2, svc.spec.name))
+                      if t is not None]
         svc.started_at = time.monotonic()
         svc.exit_code = None
         svc.set_state("running")
@@ -284,4 +290,6 @@ class Engine:
                 log.warning("service did not stop in time, killing", name=svc.spec.name)
                 svc.proc.kill()
                 svc.proc.wait()
+            for thread in svc.relays:
+                thread.join(timeout=2)  # its last lines, before the engine's own end
             log.info("service stopped", name=svc.spec.name, code=svc.proc.returncode)
