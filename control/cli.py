@@ -40,6 +40,7 @@ from core.settings import Settings
 
 if TYPE_CHECKING:
     from control.engine import ServiceSpec
+    from streams.validation.scan_switch import ScanState
 
 app = typer.Typer(help="mailgate: an email security gateway on Apache Kafka.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -154,7 +155,11 @@ def up(
         for spec in specs:
             table.add_row(spec.name, spec.listens + ("" if spec.auto_start else " (off until an administrator "
                                                                                  "starts it)"))
+        scanning = _virus_scanning(settings)
+        table.add_row("virus scanning", ("[green]ON[/]: " if scanning.on else "[bold yellow]OFF[/]: ") + scanning.why)
         out.print(table)
+        if not scanning.on:
+            out.print(f"[bold yellow]warning:[/] {scanning.headline}", highlight=False)
         host, port = settings.smtp_client.smarthost_addr
         if not _listening(host, port):
             out.print(f"[yellow]note:[/] nothing answers on the smarthost {host}:{port} yet; mail waits in "
@@ -165,6 +170,13 @@ def up(
         if ward is not None and ward.started_here and stop_broker:
             ward.stop(say=lambda m: out.print(m, highlight=False))
         lock.release()
+
+
+def _virus_scanning(settings: Settings) -> ScanState:
+    """What message-validation will find at its start (it decides again, and says so itself)."""
+    from streams.validation.scan_switch import probe  # the stage's own rule, asked in one place
+
+    return probe(settings.validation)
 
 
 def _engine_lock(settings: Settings) -> EngineLock:
