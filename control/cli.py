@@ -264,10 +264,11 @@ def _create_topics(settings: Settings, quiet: bool = False) -> None:
         out.print(f"topics: {len(created)} created, {len(results) - len(created)} already there")
         return
     table = Table()
-    for col in ("topic", "partitions", "compacted", "status"):
+    for col in ("topic", "partitions", "compacted", "retention", "status"):
         table.add_column(col)
     for r in results:
-        table.add_row(r.name, str(r.partitions), "yes" if r.compacted else "", r.status)
+        kept = "latest per key" if r.retention_days is None else f"{r.retention_days:g} days"
+        table.add_row(r.name, str(r.partitions), "yes" if r.compacted else "", kept, r.status)
     out.print(table)
 
 

@@ -32,6 +32,7 @@ from streams.validation.settings import ValidationFilterSettings  # noqa: E402
 from egress.maildepot.settings import MaildepotSettings  # noqa: E402
 from ingress.connector.settings import ConnectorSettings  # noqa: E402
 from streams.archive.settings import ArchiveSettings  # noqa: E402
+from control.topic_retention import QueueRetentionSettings  # noqa: E402
 
 CONFIG_ENV = "MAILGATE_CONFIG"
 DEFAULT_CONFIG_FILE = "mailgate.toml"
@@ -400,6 +401,7 @@ class Settings(BaseSettings):
     log_format: str = Field(default="console", description="console or json")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     broker: LocalBrokerSettings = Field(default_factory=LocalBrokerSettings)
+    retention: QueueRetentionSettings = Field(default_factory=QueueRetentionSettings)
     smtp_server: SmtpServerSettings = Field(default_factory=SmtpServerSettings)
     smtp_client: SmtpClientSettings = Field(default_factory=SmtpClientSettings)
     validation: ValidationFilterSettings = Field(default_factory=ValidationFilterSettings)

@@ -58,3 +58,12 @@ def test_every_producer_waits_for_all_replicas_and_is_idempotent() -> None:
     assert (config["acks"], config["enable.idempotence"]) == ("all", True)
     assert config["message.timeout.ms"] == int(Settings().kafka.produce_timeout_s * 1000)
     assert config["max.in.flight"] == 1  # the batch grows behind the request in flight (core.settings)
+
+
+def test_queue_retention_per_queue_and_the_ciss_hold_time() -> None:
+    from control.topic_retention import CISS_HOLD_DAYS, QueueRetentionSettings
+
+    r = QueueRetentionSettings(spam_days=45)
+    assert r.days_for("mail.spam") == 45 and r.days_for("mail.virus") == 30 and r.days_for("mail.retry.1") == 30
+    with pytest.raises(ValidationError, match="greater than 14"):
+        QueueRetentionSettings(ciss_days=CISS_HOLD_DAYS)  # would drop held mail before CISS decides
