@@ -30,12 +30,21 @@ class QueueRetentionSettings(BaseModel):
                     "its sender's confirmation could vanish before it is released or expired.",
     )
 
+    expiry_notice_s: float = Field(
+        default=86400.0, gt=0, description="How long before retention removes a quarantined mail its EXPIRE "
+                                           "event is written (shorter than every queue's retention).")
+    sweep_interval_s: float = Field(default=60.0, gt=0, description="How often control-server looks for them.")
+
     @model_validator(mode="after")
     def _whole_ms(self) -> QueueRetentionSettings:
         for name in ("default_days", "spam_days", "virus_days", "quarantine_days", "ciss_days"):
             if getattr(self, name) * DAY_MS < 60_000:
                 raise ValueError(f"retention.{name} is under a minute (MAILGATE_RETENTION__{name.upper()}): "
                                  "give days, e.g. 30")
+            if self.expiry_notice_s * 1000 >= getattr(self, name) * DAY_MS:
+                raise ValueError(f"retention.expiry_notice_s ({self.expiry_notice_s:g} s, "
+                                 f"MAILGATE_RETENTION__EXPIRY_NOTICE_S) must be shorter than retention.{name}: "
+                                 "the notice has to come before the mail is removed")
         return self
 
     def days_for(self, topic: str) -> float:

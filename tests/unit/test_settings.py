@@ -67,3 +67,10 @@ def test_queue_retention_per_queue_and_the_ciss_hold_time() -> None:
     assert r.days_for("mail.spam") == 45 and r.days_for("mail.virus") == 30 and r.days_for("mail.retry.1") == 30
     with pytest.raises(ValidationError, match="greater than 14"):
         QueueRetentionSettings(ciss_days=CISS_HOLD_DAYS)  # would drop held mail before CISS decides
+
+
+def test_the_expiry_notice_must_come_before_removal() -> None:
+    from control.topic_retention import QueueRetentionSettings
+
+    with pytest.raises(ValidationError, match="MAILGATE_RETENTION__EXPIRY_NOTICE_S"):
+        QueueRetentionSettings(spam_days=1, expiry_notice_s=86400)
