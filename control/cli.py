@@ -28,7 +28,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from control.broker.local import BrokerError, LocalBroker
+from control.broker.cluster import LocalCluster
+from control.broker.local import BrokerError
 from control.broker.supervise import BrokerWard, EngineLock
 from control.cli_archive import register as register_archive_commands
 from control.cli_control import register as register_control_commands
@@ -130,12 +131,13 @@ def up(
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format, service="engine")
     lock = _engine_lock(settings)
-    broker = LocalBroker.from_settings(settings) if settings.uses_local_broker else None
-    ward = None
+    broker = LocalCluster.from_settings(settings) if settings.uses_local_broker else None
+    wards: list[BrokerWard] = []
     try:
         lock.acquire(UP_WAIT_S, say=lambda m: out.print(m, highlight=False))
         if broker is not None:
-            ward = BrokerWard(broker, _start_broker(broker))
+            started = _start_broker(broker)
+            wards = [BrokerWard(node, started.get(node.node_id)) for node in broker.nodes]
         else:
             out.print(f"using the external Kafka cluster at {settings.bootstrap_servers}")
     except BrokerError as exc:
@@ -165,10 +167,10 @@ def up(
             out.print(f"[yellow]note:[/] nothing answers on the smarthost {host}:{port} yet; mail waits in "
                       f"mail.out until it does (try `mailgate sink` in another terminal).")
         out.print("Ctrl-C stops the gateway.")
-        Engine(specs, settings=settings, wards=[ward] if ward else []).run()
+        Engine(specs, settings=settings, wards=list(wards)).run()
     finally:
-        if ward is not None and ward.started_here and stop_broker:
-            ward.stop(say=lambda m: out.print(m, highlight=False))
+        if broker is not None and any(w.started_here for w in wards) and stop_broker and broker.stop():
+            out.print("local Kafka stopped")
         lock.release()
 
 
@@ -196,34 +198,42 @@ def _spec(settings: Settings, index: int, name: str) -> ServiceSpec:
     return ServiceSpec(name, listens, auto_start=svc.auto_start, restart_after_stop=svc.grace_restart, env=env)
 
 
-def _start_broker(broker: LocalBroker) -> subprocess.Popen[bytes] | None:
-    """Starts the broker unless it runs; its process when this one started it."""
+def _start_broker(broker: LocalCluster) -> dict[int, subprocess.Popen[bytes]]:
+    """Starts the broker's nodes that do not run; the processes this one started, by node id."""
     return broker.start(say=lambda m: out.print(m, highlight=False))
 
 
 # -- kafka --------------------------------------------------------------------
 
-def _local_broker(settings: Settings) -> LocalBroker:
+def _local_broker(settings: Settings, brokers: int | None = None) -> LocalCluster:
     if not settings.uses_local_broker:
         fail(f"an external cluster is configured ({settings.bootstrap_servers}); mailgate starts no broker "
              "then. Unset MAILGATE_KAFKA__BOOTSTRAP_SERVERS to use the local one.")
-    return LocalBroker.from_settings(settings)
+    if brokers is None and settings.broker.brokers == 1:  # a cluster started with --brokers: found by its nodes
+        brokers = len(list(settings.broker_data_dir.glob("node-*/server.properties"))) or None
+    if brokers is not None:
+        settings.broker.brokers = brokers
+    return LocalCluster.from_settings(settings)
+
+
+BROKERS = typer.Option(min=1, max=9, help="Nodes of the local cluster (3: replication 3, min.insync.replicas 2); "
+                                          "default: MAILGATE_BROKER__BROKERS, or the nodes found in the data.")
 
 
 @kafka_app.command("start")
-def kafka_start() -> None:
-    """Download (once), format (once) and start the local broker."""
+def kafka_start(brokers: Annotated[int | None, BROKERS] = None) -> None:
+    """Download (once), format (once) and start the local broker (or cluster)."""
     try:
-        _start_broker(_local_broker(load_settings()))
+        _start_broker(_local_broker(load_settings(), brokers))
     except BrokerError as exc:
         fail(str(exc))
 
 
 @kafka_app.command("stop")
-def kafka_stop() -> None:
-    """Stop the local broker; its data stays."""
+def kafka_stop(brokers: Annotated[int | None, BROKERS] = None) -> None:
+    """Stop the local broker (every node); its data stays."""
     settings = load_settings()
-    broker = _local_broker(settings)
+    broker = _local_broker(settings, brokers)
     out.print("Kafka stopped" if broker.stop() else "Kafka was not running")
     engine = _engine_lock(settings).held_by()
     if engine:
@@ -232,21 +242,23 @@ def kafka_stop() -> None:
 
 
 @kafka_app.command("status")
-def kafka_status() -> None:
-    """Say whether the local broker runs, where, and where its data is. Exit 3 when it does not run."""
-    broker = _local_broker(load_settings())
-    pid = broker.pid()
-    table = Table(show_header=False)
-    taken = not pid and broker.port_open()
-    table.add_row("state", "[green]running[/]" if pid else "[red]stopped[/]"
-                  + (f" ({broker.bootstrap_servers} is taken by another process)" if taken else ""))
-    table.add_row("pid", str(pid or "-"))
-    table.add_row("bootstrap", broker.bootstrap_servers)
-    table.add_row("version", broker.version)
-    table.add_row("data", str(broker.data_dir))
-    table.add_row("log", str(broker.log_file))
+def kafka_status(brokers: Annotated[int | None, BROKERS] = None) -> None:
+    """Say whether the local broker (each node) runs, where, and where its data is. Exit 3 when one does not."""
+    cluster = _local_broker(load_settings(), brokers)
+    table = Table(show_header=len(cluster.nodes) > 1)
+    for col in ("node", "state", "pid", "bootstrap", "data", "log"):
+        table.add_column(col)
+    down = 0
+    for broker in cluster.nodes:
+        pid = broker.pid()
+        taken = not pid and broker.port_open()
+        down += not pid
+        table.add_row(str(broker.node_id), ("[green]running[/]" if pid else "[red]stopped[/]")
+                      + (" (port taken by another process)" if taken else ""), str(pid or "-"),
+                      broker.bootstrap_servers, str(broker.data_dir), str(broker.log_file))
+    out.print(f"Kafka {cluster.nodes[0].version}, {len(cluster.nodes)} node(s)", highlight=False)
     out.print(table)
-    if not pid:
+    if down:
         raise typer.Exit(3)
 
 

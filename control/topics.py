@@ -29,8 +29,8 @@ def topic_config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
         config |= {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
     else:
         config |= retention_config(spec, settings)
-    if settings.kafka.replication_factor > 1:
-        config["min.insync.replicas"] = str(min(2, settings.kafka.replication_factor))
+    if settings.topic_replication > 1:
+        config["min.insync.replicas"] = str(min(2, settings.topic_replication))
     return config
 
 
@@ -69,7 +69,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[TopicResult
                                        _days(spec, settings)))
             present.append(spec)
             continue
-        new = NewTopic(name, num_partitions=partitions, replication_factor=settings.kafka.replication_factor,
+        new = NewTopic(name, num_partitions=partitions, replication_factor=settings.topic_replication,
                        config=topic_config(spec, settings))
         wanted.append((spec, new))
     if wanted:

@@ -39,6 +39,10 @@ class LocalBroker:
     controller_port: int = 9093
     heap: str = "1g"
     max_message_bytes: int = 30 * 1024 * 1024
+    node_id: int = 1
+    voters: str | None = None  # controller.quorum.voters of a cluster (cluster.py); None: this node alone
+    cluster_id: str | None = None  # a cluster's nodes are formatted with one id; None: a new one
+    replication: int = 1  # of the broker's internal topics (offsets, transactions)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBroker:
@@ -118,8 +122,8 @@ class LocalBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters or f"{self.node_id}@{self.host}:{self.controller_port}",
             "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -128,13 +132,15 @@ class LocalBroker:
             "log.dirs": str(self._log_dirs),
             "num.partitions": "1",
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": str(self.replication),
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": str(self.replication),
+            "transaction.state.log.min.isr": str(min_isr(self.replication)),
             "transaction.state.log.num.partitions": "5",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": str(self.replication),
+            "share.coordinator.state.topic.min.isr": str(min_isr(self.replication)),
+            "default.replication.factor": str(self.replication),
+            "min.insync.replicas": str(min_isr(self.replication)),
             "group.initial.rebalance.delay.ms": "0",
             "message.max.bytes": str(self.max_message_bytes),
             "replica.fetch.max.bytes": str(self.max_message_bytes),
@@ -147,7 +153,7 @@ class LocalBroker:
         self._write_properties()
         if (self._log_dirs / "meta.properties").exists():
             return False
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = self.cluster_id or new_cluster_id()
         cmd = [self._java(), "-cp", f"{self.libs_dir}/*", "kafka.tools.StorageTool", "format",
                f"--cluster-id={cluster_id}",  # "=": an id may begin with "-"
                "--config", str(self._props_file)]
@@ -167,7 +173,11 @@ class LocalBroker:
             return None
         if is_broker(pid, "kafka.Kafka", str(self._props_file)):
             return pid
-        reap(pid)  # our own child killed: do not leave it a zombie
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.pid == pid:
+            proc.poll()  # our own child killed: reaped through its Popen, which then knows it ended
+        else:
+            reap(pid)  # a child of ours from before (or none): do not leave it a zombie
         self.pid_file.unlink(missing_ok=True)
         return None
 
@@ -280,6 +290,15 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def min_isr(replication: int) -> int:
+    """2 of 3 (a 250 means two brokers hold the mail); 1 on a single broker."""
+    return min(2, replication)
 
 
 def min_heap(heap: str) -> str:

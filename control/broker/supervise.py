@@ -31,12 +31,12 @@ START_TIMEOUT_S = 120.0  # recovery after an unclean stop replays the logs: give
 
 
 class BrokerWard:
-    """Keeps the local broker running for the engine; ``tick()`` never blocks on the broker."""
-
-    name = NAME
+    """Keeps the local broker (or one node of a local cluster) running for the engine; ``tick()``
+    never blocks on the broker."""
 
     def __init__(self, broker: LocalBroker, proc: subprocess.Popen[bytes] | None = None) -> None:
         self.broker = broker
+        self.name = NAME if broker.voters is None else f"{NAME}-{broker.node_id}"
         self.proc = proc  # set when this process started the broker: it must reap it
         self.started_here = proc is not None  # so `mailgate up` stops it at the end
         self.pid = proc.pid if proc is not None else broker.pid()
@@ -60,7 +60,7 @@ class BrokerWard:
         elif self.state == "starting":
             if self.broker.ready():
                 self._set("running", f"serving on {self.broker.bootstrap_servers}")
-                log.info("kafka running again", pid=self.pid, restarts=self.restarts)
+                log.info("kafka running again", name=self.name, pid=self.pid, restarts=self.restarts)
             elif now - self.started_at > START_TIMEOUT_S:
                 log.warning("kafka did not start in time, killing it", pid=self.pid, log=str(self.broker.log_file))
                 self.broker.stop(timeout=5)
@@ -82,7 +82,7 @@ class BrokerWard:
         self.broker.pid()  # clears the pid file it left
         self.proc, self.pid, self.next_start = None, None, now + delay
         self._set("failed", f"exited with {self.exit_code}; restarting in {delay:.0f} s")
-        log.warning("kafka exited, restarting", code=self.exit_code, restart_in_s=delay,
+        log.warning("kafka exited, restarting", name=self.name, code=self.exit_code, restart_in_s=delay,
                     log=str(self.broker.log_file))
 
     def _launch(self, now: float) -> None:
@@ -96,7 +96,7 @@ class BrokerWard:
         self.pid, self.exit_code, self.started_at = self.proc.pid, None, now
         self.restarts += 1
         self._set("starting", "started again after it exited")
-        log.info("kafka started again", pid=self.pid, restarts=self.restarts)
+        log.info("kafka started again", name=self.name, pid=self.pid, restarts=self.restarts)
 
     def _set(self, state: str, detail: str | None) -> None:
         if state != self.state:
@@ -104,7 +104,7 @@ class BrokerWard:
         self.detail = detail
 
     def status(self) -> Record:
-        return {"service": NAME, "state": self.state, "since": self.since_ms, "pid": self.pid,
+        return {"service": self.name, "state": self.state, "since": self.since_ms, "pid": self.pid,
                 "restarts": self.restarts, "exit_code": self.exit_code, "desired": "running",
                 "expires_time": None, "detail": self.detail}
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from control.broker.local import LocalBroker
-from control.broker.process import is_broker, proc_state
+from control.broker.process import cmdline, is_broker, proc_state
 
 
 def broker(tmp_path: Path) -> LocalBroker:
@@ -21,8 +21,12 @@ def broker(tmp_path: Path) -> LocalBroker:
 def fake_jvm(b: LocalBroker) -> subprocess.Popen[bytes]:
     """A process whose command line names kafka.Kafka and the broker's properties file."""
     b.data_dir.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "kafka.Kafka",
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "kafka.Kafka",
                              str(b.data_dir / "server.properties")])
+    deadline = time.monotonic() + 5  # a loaded machine: /proc showed an empty command line once
+    while not cmdline(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc
 
 
 def wait_state(pid: int, state: str, timeout: float = 5.0) -> None:
