@@ -143,8 +143,12 @@ def chaos(gw: Gateway, every: float, done: threading.Event, say: list[str]) -> N
             say.append(f"{target} killed: {kill(service_pid(gw.proc.pid, target))}")
 
 
+def subjects(sink: Sink) -> Counter[str]:
+    return Counter(m.data.split(b"Subject: ", 1)[1].split(b"\n", 1)[0].strip().decode() for m in sink.mails)
+
+
 def report(ledger: Ledger, sink: Sink, mails: int, took: float) -> None:
-    got = Counter(m.data.split(b"Subject: ", 1)[1].split(b"\n", 1)[0].strip().decode() for m in sink.mails)
+    got = subjects(sink)
     accepted = set(ledger.accepted)
     lost = accepted - set(got)
     ingress = delivery = 0
@@ -153,7 +157,8 @@ def report(ledger: Ledger, sink: Sink, mails: int, took: float) -> None:
         delivery += max(0, copies - stored_at_most)
         ingress += max(0, min(copies, stored_at_most) - 1)
     print(f"mails {mails} in {took:.0f} s: accepted {len(accepted)}, delivered {len(got)} distinct "
-          f"({sum(got.values())} in all), lost {len(lost)}")
+          f"({sum(got.values())} in all), lost {len(lost)} (not delivered when the sink had been quiet for "
+          f"the drain time)")
     print(f"duplicates: ingress {ingress} (sender retried an attempt it could not know the outcome of), "
           f"delivery {delivery} (one stored mail delivered twice)")
     if lost:
@@ -165,9 +170,11 @@ def main() -> None:
     parser.add_argument("--mails", type=int, default=20000)
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--every", type=float, default=15.0, help="seconds between two kills")
+    parser.add_argument("--drain", type=float, default=180.0, help="end when the sink was quiet this long")
+    parser.add_argument("--home", type=Path, help="keep the node's data and log here (default: a temp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, Sink(free_port()) as sink:
-        gw = Gateway("local", Path(tmp) / "node", sink.address, MAILGATE_BROKER__PORT=str(free_port()),
+        gw = Gateway("local", args.home or Path(tmp) / "node", sink.address, MAILGATE_BROKER__PORT=str(free_port()),
                      MAILGATE_BROKER__CONTROLLER_PORT=str(free_port()), MAILGATE_BROKER__HEAP="384m",
                      MAILGATE_CONTROL__METRICS_PORT_BASE="0")
         del gw.env["MAILGATE_KAFKA__BOOTSTRAP_SERVERS"]  # `mailgate up` starts and supervises its broker
@@ -180,7 +187,7 @@ def main() -> None:
             done.set()
             killer.join()
             quiet, seen = time.monotonic(), -1
-            while time.monotonic() - quiet < 20:
+            while time.monotonic() - quiet < args.drain and not set(ledger.accepted) <= set(subjects(sink)):
                 if len(sink.mails) != seen:
                     seen, quiet = len(sink.mails), time.monotonic()
                 time.sleep(1)
