@@ -32,7 +32,7 @@ from streams.validation.settings import ValidationFilterSettings  # noqa: E402
 from egress.maildepot.settings import MaildepotSettings  # noqa: E402
 from ingress.connector.settings import ConnectorSettings  # noqa: E402
 from streams.archive.settings import ArchiveSettings  # noqa: E402
-from control.topic_retention import QueueRetentionSettings  # noqa: E402
+from control.broker.retention import QueueRetentionSettings  # noqa: E402
 
 CONFIG_ENV = "MAILGATE_CONFIG"
 DEFAULT_CONFIG_FILE = "mailgate.toml"
@@ -137,7 +137,9 @@ class SmtpAuthSettings(_SmtpListSplitter):
 class SmtpLimitSettings(_SmtpListSplitter):
     """What one client may do: sizes, counts, time. Counts are per listener process."""
 
-    max_line_length: int = Field(default=4096, ge=1000, description="Octets per line incl. CRLF; longer: 500 and close.")
+    max_line_length: int = Field(default=4096, ge=1000, description="Octets per line incl. CRLF; a longer command line gets "
+                                 "500 5.5.2, a longer line in DATA fails that message with 500 5.5.2 after its end; "
+                                 "the session goes on.")
     max_commands: int = Field(default=1000, ge=10, description="Commands per session; then 421 and close.")
     max_errors: int = Field(default=20, ge=1, description="4xx/5xx replies per session; then 421 and close.")
     max_connections: int = Field(default=1000, ge=1, description="Concurrent connections of the node.")

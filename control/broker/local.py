@@ -1,4 +1,4 @@
-"""Provisioning of the local broker: jars from Maven Central (cached once per
+"""control/broker — provisioning of the local broker: jars from Maven Central (cached once per
 version), storage formatted on first start, started and stopped as a process.
 
 Run by `mailgate kafka start|stop|status`; the test suite starts its own.
@@ -18,9 +18,11 @@ import uuid
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from control.broker.process import is_broker, reap
-from core.settings import Settings
+if TYPE_CHECKING:  # core.settings reads control.broker.retention: no import circle at run time
+    from core.settings import Settings
 
 MAVEN_TIMEOUT_S = 900
 

@@ -19,6 +19,7 @@ from typing import Literal
 from prometheus_client import Gauge
 
 from core.logging import get_logger
+from core.settings import Settings
 from streams.validation.clamd import ClamdClient, ClamdError
 from streams.validation.settings import ClamdSettings, ValidationFilterSettings
 
@@ -97,3 +98,9 @@ def announce(state: ScanState) -> None:
         log.info("virus scanning ON", clamd=state.address, why=state.why)
     else:
         log.warning("virus scanning OFF", why=state.why)
+
+
+def startup_note(settings: Settings) -> tuple[str, bool, str]:
+    """`mailgate up`'s row for this service (control/engine/services.py names it as a string)."""
+    state = probe(settings.validation)
+    return "virus scanning", state.on, state.why

@@ -28,7 +28,7 @@ time.sleep(60)
 ENGINE = r"""
 import sys, time
 from pathlib import Path
-from control.engine import Engine, ServiceSpec
+from control.engine.supervisor import Engine, ServiceSpec
 from core.logging import setup_logging
 setup_logging(service="engine")
 child, out, err = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])

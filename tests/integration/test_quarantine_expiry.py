@@ -8,11 +8,11 @@ import time
 import uuid
 from typing import Any
 
-from control.auth import Principal
-from control.expiry import QuarantineSweeper
-from control.queues import QueueBrowser
-from control.topic_retention import QueueRetentionSettings
-from control.topics import ensure_topics
+from control.server.auth import Principal
+from control.server.expiry import QuarantineSweeper
+from control.server.queues import QueueBrowser
+from control.broker.retention import QueueRetentionSettings
+from control.broker.topics import ensure_topics
 from core.kafka import make_producer
 from core.settings import KafkaSettings, Settings
 from schemas import default_codec, new_mail_id, pack_message

@@ -7,8 +7,8 @@ import uuid
 
 from confluent_kafka.admin import ConfigResource
 
-from control.topic_retention import DAY_MS, QueueRetentionSettings
-from control.topics import ensure_topics
+from control.broker.retention import DAY_MS, QueueRetentionSettings
+from control.broker.topics import ensure_topics
 from core.kafka import make_admin
 from core.settings import KafkaSettings, Settings
 from schemas.topics import TOPICS

@@ -61,7 +61,7 @@ def test_every_producer_waits_for_all_replicas_and_is_idempotent() -> None:
 
 
 def test_queue_retention_per_queue_and_the_ciss_hold_time() -> None:
-    from control.topic_retention import CISS_HOLD_DAYS, QueueRetentionSettings
+    from control.broker.retention import CISS_HOLD_DAYS, QueueRetentionSettings
 
     r = QueueRetentionSettings(spam_days=45)
     assert r.days_for("mail.spam") == 45 and r.days_for("mail.virus") == 30 and r.days_for("mail.retry.1") == 30
@@ -70,7 +70,7 @@ def test_queue_retention_per_queue_and_the_ciss_hold_time() -> None:
 
 
 def test_the_expiry_notice_must_come_before_removal() -> None:
-    from control.topic_retention import QueueRetentionSettings
+    from control.broker.retention import QueueRetentionSettings
 
     with pytest.raises(ValidationError, match="MAILGATE_RETENTION__EXPIRY_NOTICE_S"):
         QueueRetentionSettings(spam_days=1, expiry_notice_s=86400)

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from prometheus_client import REGISTRY
 
-from control.metrics_feed import MetricsFeed
+from control.server.metrics_feed import MetricsFeed
 from core.settings import Settings
 
 
