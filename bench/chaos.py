@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 import aiosmtplib  # noqa: E402
 
 from control.broker.process import cmdline  # noqa: E402
-from control.services import SERVICES  # noqa: E402
+from control.engine.services import SERVICES  # noqa: E402
 from tests.support.gateway import Gateway  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.sink import Sink  # noqa: E402
