@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from control.broker.retention import QueueRetentionSettings
 from core.settings import GatewaySettings, ServiceControl, SettingsLoader, split_pairs, view
 import egress.maildepot.settings as maildepot_
 import egress.smtp_client.settings as smtp_client_
@@ -85,6 +86,7 @@ class Settings(SettingsLoader, GatewaySettings):
     maildepot: maildepot_.MaildepotSettings = Field(default_factory=maildepot_.MaildepotSettings)
     connector: connector_.ConnectorSettings = Field(default_factory=connector_.ConnectorSettings)
     control: ControlSettings = Field(default_factory=lambda: ControlSettings())
+    retention: QueueRetentionSettings = Field(default_factory=QueueRetentionSettings)
 
     @classmethod
     def moved_keys(cls) -> dict[str, str]:

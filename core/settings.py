@@ -86,6 +86,12 @@ class LocalBrokerSettings(BaseModel):
     port: int = 9092
     controller_port: int = 9093
     heap: str = "1g"
+    brokers: int = Field(
+        default=1, ge=1, le=9,
+        description="1: one broker, a 250 means its page cache. 3: a KRaft cluster on loopback (ports port+2i, "
+                    "controller_port+2i), replication 3 and min.insync.replicas 2: a 250 means two brokers hold "
+                    "the mail, and one may die without loss or a pause of SMTP.",
+    )
     cache_dir: Path = Field(default_factory=lambda: _default_cache() / "kafka")
     data_dir: Path | None = Field(default=None, description="Default: <home>/kafka")
 
@@ -127,7 +133,14 @@ class GatewaySettings(BaseModel):
 
     @property
     def bootstrap_servers(self) -> str:
-        return self.kafka.bootstrap_servers or f"{self.broker.host}:{self.broker.port}"
+        return self.kafka.bootstrap_servers or ",".join(
+            f"{self.broker.host}:{self.broker.port + 2 * i}" for i in range(self.broker.brokers))
+
+    @property
+    def topic_replication(self) -> int:
+        """Replication of the topics mailgate makes: the setting, and 3 on a local cluster of 3 or more."""
+        local = min(3, self.broker.brokers) if self.uses_local_broker else 1
+        return max(self.kafka.replication_factor, local)
 
     @cached_property
     def broker_data_dir(self) -> Path:

@@ -23,7 +23,7 @@ def build_app(settings: GatewaySettings, stage: str) -> faust.App:
         value_serializer="raw",
         key_serializer="raw",
         topic_partitions=settings.kafka.partitions,
-        topic_replication_factor=settings.kafka.replication_factor,
+        topic_replication_factor=settings.topic_replication,
         topic_allow_declare=False,  # topics are made by `mailgate topics create`
         topic_disable_leader=True,
         store="memory://",

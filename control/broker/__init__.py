@@ -1,4 +1,5 @@
-"""control/broker — the local single-node Apache Kafka (KRaft) broker that mailgate provisions itself."""
+"""control/broker — the local Apache Kafka (KRaft) broker that mailgate provisions itself (one node, or a
+cluster of three: cluster.py), its supervision under the engine (supervise.py), the topics and their retention."""
 
 from control.broker.local import BrokerError, LocalBroker
 

@@ -18,8 +18,12 @@ import uuid
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from control.settings import Settings
+from control.broker.process import is_broker, reap
+
+if TYPE_CHECKING:  # control.settings reads control.broker.retention: no import circle at run time
+    from control.settings import Settings
 
 MAVEN_TIMEOUT_S = 900
 
@@ -38,6 +42,10 @@ class LocalBroker:
     controller_port: int = 9093
     heap: str = "1g"
     max_message_bytes: int = 30 * 1024 * 1024
+    node_id: int = 1
+    voters: str | None = None  # controller.quorum.voters of a cluster (cluster.py); None: this node alone
+    cluster_id: str | None = None  # a cluster's nodes are formatted with one id; None: a new one
+    replication: int = 1  # of the broker's internal topics (offsets, transactions)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBroker:
@@ -117,8 +125,8 @@ class LocalBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters or f"{self.node_id}@{self.host}:{self.controller_port}",
             "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -127,13 +135,15 @@ class LocalBroker:
             "log.dirs": str(self._log_dirs),
             "num.partitions": "1",
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": str(self.replication),
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": str(self.replication),
+            "transaction.state.log.min.isr": str(min_isr(self.replication)),
             "transaction.state.log.num.partitions": "5",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": str(self.replication),
+            "share.coordinator.state.topic.min.isr": str(min_isr(self.replication)),
+            "default.replication.factor": str(self.replication),
+            "min.insync.replicas": str(min_isr(self.replication)),
             "group.initial.rebalance.delay.ms": "0",
             "message.max.bytes": str(self.max_message_bytes),
             "replica.fetch.max.bytes": str(self.max_message_bytes),
@@ -146,7 +156,7 @@ class LocalBroker:
         self._write_properties()
         if (self._log_dirs / "meta.properties").exists():
             return False
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = self.cluster_id or new_cluster_id()
         cmd = [self._java(), "-cp", f"{self.libs_dir}/*", "kafka.tools.StorageTool", "format",
                f"--cluster-id={cluster_id}",  # "=": an id may begin with "-"
                "--config", str(self._props_file)]
@@ -158,17 +168,21 @@ class LocalBroker:
     # -- process -------------------------------------------------------------
 
     def pid(self) -> int | None:
+        """The pid of this broker's JVM when it lives; a stale pid file (dead, zombie, or the pid
+        now someone else's) is removed so that it never blocks a start."""
         try:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
+        if is_broker(pid, "kafka.Kafka", str(self._props_file)):
             return pid
-        return pid
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.pid == pid:
+            proc.poll()  # our own child killed: reaped through its Popen, which then knows it ended
+        else:
+            reap(pid)  # a child of ours from before (or none): do not leave it a zombie
+        self.pid_file.unlink(missing_ok=True)
+        return None
 
     def port_open(self) -> bool:
         try:
@@ -180,16 +194,35 @@ class LocalBroker:
     def is_running(self) -> bool:
         return self.pid() is not None
 
-    def start(self, timeout: float = 60.0, say: callable = print) -> None:  # type: ignore[valid-type]
+    def start(self, timeout: float = 60.0,
+              say: callable = print) -> subprocess.Popen[bytes] | None:  # type: ignore[valid-type]
+        """Start the broker and wait until it serves; returns its process (this process must reap
+        it), None when one was running already."""
         if self.is_running():
             say(f"Kafka already running (pid {self.pid()}) on {self.bootstrap_servers}")
-            return
+            return None
+        proc = self.launch(say)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BrokerError(f"Kafka exited with {proc.returncode} at start; see {self.log_file}:\n"
+                                  + self._log_tail())
+            if self.ready():
+                say(f"Kafka {self.version} running on {self.bootstrap_servers} (pid {proc.pid}, data {self.data_dir})")
+                return proc
+            time.sleep(0.2)
+        self.stop()
+        raise BrokerError(f"Kafka did not start within {timeout:.0f}s; see {self.log_file}:\n" + self._log_tail())
+
+    def launch(self, say: callable = print) -> subprocess.Popen[bytes]:  # type: ignore[valid-type]
+        """Start the JVM and return at once (``ready()`` says when it serves); the caller reaps it."""
         if self.port_open():
             raise BrokerError(f"{self.bootstrap_servers} is taken by another process: stop it, or set "
                               "MAILGATE_BROKER__PORT to a free port")
         self.ensure_dist(say)
         if self.format():
             say(f"formatted Kafka storage in {self._log_dirs}")
+        self._rotate_log()
         log4j = resources.files("control.broker").joinpath("log4j2.yaml")
         cmd = [self._java(), f"-Xmx{self.heap}", f"-Xms{min_heap(self.heap)}", "-XX:+UseG1GC",
                f"-Dlog4j2.configurationFile={log4j}", "-Djava.awt.headless=true",
@@ -199,17 +232,16 @@ class LocalBroker:
                                     start_new_session=True)
         self.pid_file.write_text(str(proc.pid))
         self._proc = proc  # kept so that stop() reaps it when this process started it
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise BrokerError(f"Kafka exited with {proc.returncode} at start; see {self.log_file}:\n"
-                                  + self._log_tail())
-            if self.port_open() and self._log_says_started():
-                say(f"Kafka {self.version} running on {self.bootstrap_servers} (pid {proc.pid}, data {self.data_dir})")
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise BrokerError(f"Kafka did not start within {timeout:.0f}s; see {self.log_file}:\n" + self._log_tail())
+        return proc
+
+    def ready(self) -> bool:
+        """The broker listens and its log (of this run only) says it started."""
+        return self.port_open() and self._log_says_started()
+
+    def _rotate_log(self) -> None:
+        # Each run starts a fresh log: a killed run's "started" line must not pass for this one's.
+        if self.log_file.exists():
+            self.log_file.rename(self.log_file.with_suffix(".log.1"))
 
     def _log_says_started(self) -> bool:
         try:
@@ -245,9 +277,7 @@ class LocalBroker:
         if proc is not None and proc.pid == pid:
             proc.wait(timeout=5)
             self._proc = None
-        # A restart appends to the same log: forget the old "started" line.
-        if self.log_file.exists():
-            self.log_file.rename(self.log_file.with_suffix(".log.1"))
+        self._rotate_log()
         return True
 
 
@@ -263,6 +293,15 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def min_isr(replication: int) -> int:
+    """2 of 3 (a 250 means two brokers hold the mail); 1 on a single broker."""
+    return min(2, replication)
 
 
 def min_heap(heap: str) -> str:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
+from control.broker.retention import DAY_MS
 from core.kafka import make_admin, make_producer, max_record_bytes
 from control.settings import Settings
 from schemas import default_codec
@@ -20,17 +21,43 @@ class TopicResult:
     partitions: int
     compacted: bool
     status: str  # created | exists
+    retention_days: float | None = None  # None: compacted (the latest record per key is kept)
 
 
 def topic_config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
     config = {"max.message.bytes": str(max_record_bytes(settings) if spec.carries_mail else 1048588)}
     if spec.compacted:
         config |= {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"}
-    if spec.retention_ms is not None:
-        config |= {"retention.ms": str(spec.retention_ms), "segment.ms": str(spec.retention_ms)}
-    if settings.kafka.replication_factor > 1:
-        config["min.insync.replicas"] = str(min(2, settings.kafka.replication_factor))
+    else:
+        config |= retention_config(spec, settings)
+    if settings.topic_replication > 1:
+        config["min.insync.replicas"] = str(min(2, settings.topic_replication))
     return config
+
+
+def _days(spec: TopicSpec, settings: Settings) -> float | None:
+    if spec.compacted:
+        return None
+    return spec.retention_ms / DAY_MS if spec.retention_ms is not None else settings.retention.days_for(spec.name)
+
+
+def retention_config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
+    """A queue's retention, on purpose: by time from the settings (or the spec's own lifetime, e.g. the
+    archive's questions and answers), never by size."""
+    if spec.retention_ms is not None:
+        return {"retention.ms": str(spec.retention_ms), "segment.ms": str(spec.retention_ms), "retention.bytes": "-1"}
+    return {"retention.ms": str(settings.retention.ms_for(spec.name)), "retention.bytes": "-1"}
+
+
+def set_retention(admin: AdminClient, names: TopicNames, settings: Settings, specs: list[TopicSpec],
+                  timeout: float) -> None:
+    """Brings existing queue topics to the configured retention (a setting changed since they were made)."""
+    changes = [ConfigResource("topic", names(spec.name), incremental_configs=[
+        ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+        for key, value in retention_config(spec, settings).items()]) for spec in specs if not spec.compacted]
+    if changes:
+        for done in admin.incremental_alter_configs(changes, request_timeout=timeout).values():
+            done.result(timeout)
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[TopicResult]:
@@ -39,13 +66,16 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[TopicResult
     existing = admin.list_topics(timeout=min(timeout, 10.0)).topics  # a dead broker: fail fast
     results: list[TopicResult] = []
     wanted: list[tuple[TopicSpec, NewTopic]] = []
+    present: list[TopicSpec] = []
     for spec in TOPICS:
         name = names(spec.name)
         partitions = spec.partitions or settings.kafka.partitions
         if name in existing:
-            results.append(TopicResult(name, len(existing[name].partitions), spec.compacted, "exists"))
+            results.append(TopicResult(name, len(existing[name].partitions), spec.compacted, "exists",
+                                       _days(spec, settings)))
+            present.append(spec)
             continue
-        new = NewTopic(name, num_partitions=partitions, replication_factor=settings.kafka.replication_factor,
+        new = NewTopic(name, num_partitions=partitions, replication_factor=settings.topic_replication,
                        config=topic_config(spec, settings))
         wanted.append((spec, new))
     if wanted:
@@ -58,7 +88,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[TopicResult
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
                 status = "exists"
-            results.append(TopicResult(new.topic, new.num_partitions, spec.compacted, status))
+            results.append(TopicResult(new.topic, new.num_partitions, spec.compacted, status, _days(spec, settings)))
+    set_retention(admin, names, settings, present, timeout)
     publish_schemas(settings)
     return results
 

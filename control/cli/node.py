@@ -10,8 +10,10 @@ import typer
 from confluent_kafka import KafkaException
 from rich.table import Table
 
-from control.broker.local import LocalBroker
-from control.cli.broker import create_topics, start_broker
+from control.broker.cluster import LocalCluster
+from control.broker.local import BrokerError
+from control.broker.supervise import BrokerWard
+from control.cli.broker import create_topics, engine_lock, start_broker
 from control.cli.common import fail, load_settings, out, unreachable
 from control.engine.services import SERVICES
 from core.logging import setup_logging
@@ -19,6 +21,8 @@ from control.settings import Settings
 
 if TYPE_CHECKING:
     from control.engine.supervisor import ServiceSpec
+
+UP_WAIT_S = 120.0  # a previous `mailgate up` stops its services (15 s) and its broker (up to 30 s)
 
 
 def service(name: Annotated[str, typer.Argument(help=f"one of: {', '.join(SERVICES)}")]) -> None:
@@ -64,13 +68,19 @@ def up(
 
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format, service="engine")
-    broker = LocalBroker.from_settings(settings) if settings.uses_local_broker else None
-    started_broker = False
-    if broker is not None:
-        started_broker = not broker.is_running()
-        start_broker(broker)
-    else:
-        out.print(f"using the external Kafka cluster at {settings.bootstrap_servers}")
+    lock = engine_lock(settings)
+    broker = LocalCluster.from_settings(settings) if settings.uses_local_broker else None
+    wards: list[BrokerWard] = []
+    try:
+        lock.acquire(UP_WAIT_S, say=lambda m: out.print(m, highlight=False))
+        if broker is not None:
+            started = start_broker(broker)
+            wards = [BrokerWard(node, started.get(node.node_id)) for node in broker.nodes]
+        else:
+            out.print(f"using the external Kafka cluster at {settings.bootstrap_servers}")
+    except BrokerError as exc:
+        lock.release()
+        fail(str(exc))
     try:
         create_topics(settings, quiet=True)
         smtp = settings.smtp_server
@@ -79,22 +89,29 @@ def up(
         table = Table(title=f"mailgate on {settings.node}", title_justify="left")
         table.add_column("service")
         table.add_column("listens / consumes")
-        table.add_row("kafka", settings.bootstrap_servers + (" (local)" if broker else " (external)"))
+        table.add_row("kafka", settings.bootstrap_servers + (" (local, restarted by the engine when it exits)"
+                                                             if broker else " (external)"))
         specs = [_spec(settings, i, name) for i, name in enumerate(SERVICES)]
         for spec in specs:
             table.add_row(spec.name, spec.listens + ("" if spec.auto_start else " (off until an administrator "
                                                                                  "starts it)"))
+        notes = [n for svc in SERVICES.values() if (n := svc.note(settings)) is not None]
+        for label, ok, text in notes:
+            table.add_row(label, ("[green]ON[/]: " if ok else "[bold yellow]OFF[/]: ") + text)
         out.print(table)
+        for label, ok, text in notes:
+            if not ok:
+                out.print(f"[bold yellow]warning:[/] {label} OFF: {text}", highlight=False)
         host, port = settings.smtp_client.smarthost_addr
         if not _listening(host, port):
             out.print(f"[yellow]note:[/] nothing answers on the smarthost {host}:{port} yet; mail waits in "
                       f"mail.out until it does (try `mailgate sink` in another terminal).")
         out.print("Ctrl-C stops the gateway.")
-        Engine(specs, settings=settings).run()
+        Engine(specs, settings=settings, wards=list(wards)).run()
     finally:
-        if broker is not None and started_broker and stop_broker:
-            broker.stop()
+        if broker is not None and any(w.started_here for w in wards) and stop_broker and broker.stop():
             out.print("local Kafka stopped")
+        lock.release()
 
 
 def _spec(settings: Settings, index: int, name: str) -> ServiceSpec:

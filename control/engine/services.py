@@ -46,10 +46,20 @@ class Service:
     consumes: str | None = None  # the topic whose consumer-group lag is this service's queue
     auto_start: bool = True
     restart_after_stop: bool = False
+    # "module:function(settings) -> (label, ok, text)": a fact `mailgate up` shows at start, a warning when
+    # not ok (named as a string like the entry points: control imports no stage)
+    startup_note: str | None = None
 
     @property
     def grace_restart(self) -> bool:
         return self.restart_after_stop or self.name in MUST_NOT_STAY_STOPPED
+
+    def note(self, settings: Settings) -> tuple[str, bool, str] | None:
+        """The service's startup note (see ``startup_note``), None when it has none."""
+        if self.startup_note is None:
+            return None
+        module, _, function = self.startup_note.partition(":")
+        return getattr(importlib.import_module(module), function)(settings)  # type: ignore[no-any-return]
 
     def group(self, settings: Settings) -> str | None:
         """Its consumer group, when it consumes a queue."""
@@ -117,7 +127,8 @@ SERVICES: dict[str, Service] = {s.name: s for s in (
             lambda s: "mail.in → mail.scored; spam.reports → spam.patterns", consumes="mail.in"),
     Service("message-validation", "phase-2 filters, virus scan and routing to the queues",
             _entry("message-validation", "streams.validation.service:run", validation.Settings),
-            lambda s: "mail.scored → mail.out | spam | virus | ciss | quarantine", consumes="mail.scored"),
+            lambda s: "mail.scored → mail.out | spam | virus | ciss | quarantine", consumes="mail.scored",
+            startup_note="streams.validation.scan_switch:startup_note"),
     Service("smtp-client", "delivers the out-queue to the next hop",
             _entry("smtp-client", "egress.smtp_client.service:serve", smtp_client.Settings, True),
             lambda s: f"mail.out → smtp://{s.smtp_client.smarthost}", consumes="mail.out"),

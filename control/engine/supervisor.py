@@ -26,8 +26,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from control.engine.output_relay import relay
 from core.control_channel import Record, now_ms
 from core.logging import get_logger
 from control.settings import Settings
@@ -40,6 +41,17 @@ log = get_logger("engine")
 GRACE_S = 15.0
 BACKOFF_MAX_S = 30.0
 TICK_S = 0.2
+
+
+class Ward(Protocol):
+    """Something besides the services the engine keeps alive and reports (the local broker:
+    control.broker.supervise); ``tick()`` must not block."""
+
+    name: str
+
+    def tick(self) -> None: ...
+
+    def status(self) -> Record: ...
 
 
 @dataclass
@@ -73,6 +85,7 @@ class _Running:
     stopping_until: float | None = None  # a stop on purpose is under way until then
     restart_after: bool = False  # start again as soon as the stop finished (a restart)
     overridden: str | None = None  # event_id of the desired record a policy already answered
+    relays: list[threading.Thread] = field(default_factory=list)  # its stdout and stderr, line by line
 
     def set_state(self, state: str, detail: str | None = None) -> None:
         if state != self.state:
@@ -88,8 +101,10 @@ class _Running:
 
 class Engine:
     def __init__(self, services: list[ServiceSpec], env: dict[str, str] | None = None,
-                 say: Callable[[str], None] = print, settings: Settings | None = None) -> None:
+                 say: Callable[[str], None] = print, settings: Settings | None = None,
+                 wards: list[Ward] | None = None) -> None:
         self.services = [_Running(s) for s in services]
+        self.wards = wards or []
         self.env = {**os.environ, **(env or {})}
         self.say = say
         self.settings = settings
@@ -102,7 +117,11 @@ class Engine:
         env = {**self.env, **(self.link.config_env() if self.link else {}), **svc.spec.env}
         if svc.expires_ms is not None:
             env["MAILGATE_CONTROL__RUN_UNTIL_MS"] = str(svc.expires_ms)
-        svc.proc = subprocess.Popen(svc.spec.argv, env=env, stdin=subprocess.DEVNULL)
+        # Own pipes, relayed as whole lines: sharing the engine's output joins services' lines.
+        svc.proc = subprocess.Popen(svc.spec.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+        svc.relays = [t for t in (relay(svc.proc.stdout, 1, svc.spec.name), relay(svc.proc.stderr, 2, svc.spec.name))
+                      if t is not None]
         svc.started_at = time.monotonic()
         svc.exit_code = None
         svc.set_state("running")
@@ -141,6 +160,8 @@ class Engine:
                 signal.signal(sig, handler)
 
     def _tick(self) -> None:
+        for ward in self.wards:
+            ward.tick()
         for svc in self.services:
             self._obey(svc)
             self._supervise(svc)
@@ -247,11 +268,10 @@ class Engine:
         if self.link.refresh_requested.is_set():
             self.link.refresh_requested.clear()
             beat = True
-        for svc in self.services:
-            status = svc.status()
+        for status in [svc.status() for svc in self.services] + [w.status() for w in self.wards]:
             fingerprint = tuple(v for k, v in status.items() if k != "detail")
-            if beat or self._reported.get(svc.spec.name) != fingerprint:
-                self._reported[svc.spec.name] = fingerprint
+            if beat or self._reported.get(status["service"]) != fingerprint:
+                self._reported[status["service"]] = fingerprint
                 self.link.report(status)
         if beat:
             self._last_beat = now
@@ -270,4 +290,6 @@ class Engine:
                 log.warning("service did not stop in time, killing", name=svc.spec.name)
                 svc.proc.kill()
                 svc.proc.wait()
+            for thread in svc.relays:
+                thread.join(timeout=2)  # its last lines, before the engine's own end
             log.info("service stopped", name=svc.spec.name, code=svc.proc.returncode)

@@ -16,6 +16,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_END, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
+from prometheus_client import Gauge
 
 from control.engine.services import SERVICES
 from control.server.plane import ControlPlane
@@ -28,6 +29,11 @@ from schemas.ids import mail_id_time_ms
 from schemas.topics import MAIL_DELIVERY, SMTP_REJECTED, TOPICS, TopicNames
 
 log = get_logger("control-server")
+
+BROKER_UP = Gauge("mailgate_broker_up", "1 while the local broker (node) an engine supervises runs, from control.status",
+                  ["node", "broker"])
+BROKER_RESTARTS = Gauge("mailgate_broker_restarts", "Restarts of the local broker by its engine since it started",
+                        ["node", "broker"])
 
 
 def rejection_reason(record: dict[str, Any]) -> str:
@@ -68,6 +74,7 @@ class MetricsFeed:
                     held[tp.topic] = held.get(tp.topic, 0) + ends[tp].result(5).offset - starts[tp].result(5).offset
                 for topic, count in held.items():
                     QUEUE_RECORDS.labels(queue=topic.removeprefix(self.names.prefix)).set(count)
+                self._brokers()
                 for name, svc in SERVICES.items():
                     group = svc.group(self.settings)
                     if group and svc.consumes:
@@ -77,6 +84,13 @@ class MetricsFeed:
                 log.warning("queue metrics not refreshed", error=str(exc))
             if self._stop.wait(self.interval_s):
                 return
+
+    def _brokers(self) -> None:
+        """The local brokers the engines report (service kafka, or kafka-N of a local cluster)."""
+        for r in self.plane.status.snapshot():
+            if r["aspect"] == "process" and (r["service"] == "kafka" or r["service"].startswith("kafka-")):
+                BROKER_UP.labels(node=r["node"], broker=r["service"]).set(1 if r["state"] == "running" else 0)
+                BROKER_RESTARTS.labels(node=r["node"], broker=r["service"]).set(r.get("restarts") or 0)
 
     def _follow(self) -> None:
         consumer = make_consumer(self.settings, self.names.group("control-metrics"), "control-metrics")

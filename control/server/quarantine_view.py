@@ -112,7 +112,7 @@ def apply_record(queue: str, held: dict[str, Held], key: bytes | None, value: by
         held[record["mail_id"]] = entry = _merged(held.get(record["mail_id"]), Held(queue, record,
                                                                                   list(record["rcpt_to"])))
         return entry
-    if event.type == "QueueAction" and record["action"] in ("RELEASE", "DELETE"):
+    if event.type == "QueueAction" and record["action"] in ("RELEASE", "DELETE", "EXPIRE"):
         mail = held.get(record["mail_id"])
         if mail is None:
             return None

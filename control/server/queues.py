@@ -154,6 +154,10 @@ class QueueBrowser:
         self._action(principal, mail, "DELETE", recipients, reason)
         return mail, recipients
 
+    def expire(self, principal: Principal, mail: Held, reason: str) -> None:
+        """Records that retention takes the mail out of its queue (control/expiry.py)."""
+        self._action(principal, mail, "EXPIRE", list(mail.remaining), reason)
+
     def report(self, principal: Principal, mail_id: str, queue: str, verdict: str) -> tuple[Held, list[str]]:
         """A spam or ham report (SpamReport on spam.reports), for the spam filter to learn from."""
         if verdict not in ("SPAM", "HAM"):

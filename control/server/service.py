@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from control.proto.rpc import SERVICE_NAME, pb, pb_grpc
 from control.server.auth import AuthInterceptor, Tokens
 from control.server.config_store import ConfigStore
+from control.server.expiry import QuarantineSweeper
 from control.server.metrics_feed import MetricsFeed
 from control.server.plane import ControlPlane
 from control.server.queues import QueueBrowser
@@ -48,6 +49,7 @@ class ControlServer:
                         hint='set MAILGATE_CONTROL__TOKENS="admin:NAME=TOKEN"')
         self.plane = ControlPlane(settings)
         self.queues = QueueBrowser(settings)
+        self.sweeper = QuarantineSweeper(settings, self.queues)  # EXPIRE before retention removes a mail
         self.config = ConfigStore(settings)
         self.metrics = MetricsFeed(settings, self.plane) if settings.control.metrics_port else None
         self.health = health.HealthServicer()
@@ -72,6 +74,7 @@ class ControlServer:
         self.grpc.start()
         if self.metrics is not None:
             self.metrics.start()
+        self.sweeper.start()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("listening", address=self.address, tls=creds is not None, methods=len(
@@ -83,6 +86,7 @@ class ControlServer:
         self.grpc.stop(grace).wait(grace + 1)
         if self.metrics is not None:
             self.metrics.stop()
+        self.sweeper.stop()
         self.queues.close()
         self.config.stop()
         self.plane.stop()

@@ -95,6 +95,9 @@ class Routing:
         return self.mail_id if self.rescan is None else f"{self.mail_id}#rescan:{self.rescan}"
 
 
+REOPEN_S = 2.0  # between two producers of a partition while Kafka does not take its transactions
+
+
 class Fenced(RuntimeError):
     """Another worker took this partition over (its producer fenced ours): stop routing it."""
 
@@ -128,7 +131,7 @@ class PartitionRouter:
                     for o in r.outputs:
                         self._produce(o.topic, o.key, o.event_type, o.record, None)
                     self._produce(self.topic, r.key.encode(), "RoutingMark", marks[r.key], self.partition)
-                self.producer.commit_transaction(timeout)
+                self._commit(timeout)
             except KafkaException as exc:
                 self._recover(exc.args[0], batch, attempt, timeout)
                 continue
@@ -155,17 +158,35 @@ class PartitionRouter:
             except BufferError:  # a big batch filled the local queue: let librdkafka send some first
                 self.producer.poll(0.1)
 
+    def _commit(self, timeout: float) -> None:
+        """commit_transaction, called again while librdkafka says it may still succeed (its flush timed
+        out while a partition leader moved): an abort then would only conflict with the commit under way."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                self.producer.commit_transaction(timeout)
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not err.retriable() or err.txn_requires_abort() or attempt == ATTEMPTS:
+                    raise
+                log.warning("routing commit not finished yet, finishing it", partition=self.partition,
+                            attempt=attempt, error=err.str())
+
     def _recover(self, err: KafkaError, batch: Sequence[Routing], attempt: int, timeout: float) -> None:
         """After a failed transaction: abort it, so that nothing of this attempt becomes visible."""
         log.warning("routing transaction failed", mail_id=batch[0].mail_id, mails=len(batch),
                     partition=self.partition, attempt=attempt, error=err.str(), fatal=err.fatal())
         if err.fatal():  # fenced: another producer with our transactional.id exists
             raise Fenced(f"partition {self.partition}: {err.str()}")
-        try:
-            self.producer.abort_transaction(timeout)
-        except KafkaException as exc:
-            if exc.args[0].fatal():
-                raise Fenced(f"partition {self.partition}: {exc.args[0].str()}") from exc
+        for _ in range(ATTEMPTS):  # an abort that timed out is called again, or the next begin conflicts
+            try:
+                self.producer.abort_transaction(timeout)
+                break
+            except KafkaException as exc:
+                if exc.args[0].fatal():
+                    raise Fenced(f"partition {self.partition}: {exc.args[0].str()}") from exc
+                if not exc.args[0].retriable():
+                    break
         time.sleep(min(0.2 * attempt, 2.0))
 
     def close(self) -> None:
@@ -185,11 +206,30 @@ class OnceRouter:
         self.topic = self.names(VALIDATION_ROUTED)
         self._partitions: dict[int, PartitionRouter] = {}
         self._opening: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)  # partitions open side by side
+        self._revocations: defaultdict[int, int] = defaultdict(int)  # per partition: how often it was revoked
 
     async def route(self, partition: int, batch: Sequence[Routing]) -> set[int]:
         """Routes a batch of one partition in one transaction, less the mails routed before (or
-        earlier in the batch); returns the offsets of the mails routed now (the others: skipped)."""
-        router = await self._router(partition)
+        earlier in the batch); returns the offsets of the mails routed now (the others: skipped).
+        While Kafka cannot take the transaction (brokers down), it tries again with a new producer,
+        which fences the old one's transaction, and with the marks read again: never twice, never lost."""
+        epoch = self._revocations[partition]
+        while True:
+            if self._revocations[partition] != epoch:  # reopening now would fence the partition's new owner
+                raise Fenced(f"partition {partition}: revoked while its routing was retried")
+            try:
+                routed = await self._route(await self._router(partition), partition, batch)
+            except (TimeoutError, KafkaException) as exc:
+                log.warning("routing not committed: retrying with a new producer", mail_id=batch[0].mail_id,
+                            partition=partition, mails=len(batch), error=str(exc), retry_in_s=REOPEN_S)
+                router = self._partitions.pop(partition, None)
+                if router is not None:
+                    await asyncio.to_thread(router.close)
+                await asyncio.sleep(REOPEN_S)
+                continue
+            return routed
+
+    async def _route(self, router: PartitionRouter, partition: int, batch: Sequence[Routing]) -> set[int]:
         async with router.busy:
             fresh = router.unrouted(batch)
             routed_now = {r.offset for r in fresh}
@@ -230,6 +270,7 @@ class OnceRouter:
     async def release(self, partitions: Sequence[int]) -> None:
         """Partitions revoked: forget them (a later assignment fences and reads again)."""
         for p in partitions:
+            self._revocations[p] += 1
             router = self._partitions.pop(p, None)
             if router is not None:
                 async with router.busy:

@@ -16,6 +16,7 @@ from streams.topics import StreamTopics
 from streams.validation.agents import register
 from streams.validation.inspect import Inspector
 from streams.validation.once import make_router
+from streams.validation.scan_switch import announce, probe
 from streams.validation.senders import ConfirmedSenders
 
 STAGE = "message-validation"
@@ -26,8 +27,11 @@ def build(settings: Settings) -> faust.App:
     app = build_app(settings, STAGE)
     ciss = settings.validation.decision.ciss_anywhere  # only then is ciss.senders read
     senders = ConfirmedSenders().follow(app, settings, default_codec()) if ciss else None
-    inspector = Inspector(settings.validation, virus_scan=settings.validation.virus_scan, node=settings.node,
-                          senders=senders)
+    scanning = probe(settings.validation)  # said at every start; OFF as a warning
+    announce(scanning)
+    validation = settings.validation.model_copy(
+        update={"clamd": settings.validation.clamd.model_copy(update={"address": scanning.address})})
+    inspector = Inspector(validation, virus_scan=scanning.on, node=settings.node, senders=senders)
     gate = attach_faust(app, settings, STAGE)  # pause/resume of the consumers, as control.desired says
     register(app, StreamTopics(app, settings.kafka.topic_prefix), default_codec(), settings.node, inspector, gate,
              archive=settings.archive.enabled, once=make_router(settings, default_codec()),

@@ -19,7 +19,7 @@ here, never clean).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import NoDecode
@@ -141,10 +141,11 @@ class ValidationFilterSettings(BaseModel):
                                        "batch is routed in one transaction.")
     routing_batch_within_s: float = Field(
         default=0.1, gt=0, description="Longest wait for a batch to fill: the latency batching may add.")
-    virus_scan: bool = Field(
-        default=False,
-        description="Scan every mail with clamd (clamd.address). Off until clamd with signatures is there; "
-                    "when on, a mail clamd cannot answer for is held, never passed as clean.",
+    virus_scan: Literal["auto"] | bool = Field(
+        default="auto",
+        description="auto: scan when a clamd answers at clamd.address or Debian's socket at the service's start, "
+                    "else virus scanning is OFF, with a warning (table, log, metrics; scan_switch.py). true: "
+                    "scan, and a mail clamd cannot answer for is held, never passed as clean. false: off.",
     )
     clamd: ClamdSettings = Field(default_factory=ClamdSettings)
     limits: MimeLimits = Field(default_factory=MimeLimits)

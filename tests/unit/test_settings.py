@@ -101,3 +101,19 @@ def test_the_registry_hands_a_service_its_view() -> None:
     _entry("x", f"{__name__}:_record", smtp_client.Settings)(tree)
     _entry("y", f"{__name__}:_record", None)(tree)  # the control plane's services: the whole tree
     assert type(GIVEN[-2]) is smtp_client.Settings and GIVEN[-1] is tree
+
+
+def test_queue_retention_per_queue_and_the_ciss_hold_time() -> None:
+    from control.broker.retention import CISS_HOLD_DAYS, QueueRetentionSettings
+
+    r = QueueRetentionSettings(spam_days=45)
+    assert r.days_for("mail.spam") == 45 and r.days_for("mail.virus") == 30 and r.days_for("mail.retry.1") == 30
+    with pytest.raises(ValidationError, match="greater than 14"):
+        QueueRetentionSettings(ciss_days=CISS_HOLD_DAYS)  # would drop held mail before CISS decides
+
+
+def test_the_expiry_notice_must_come_before_removal() -> None:
+    from control.broker.retention import QueueRetentionSettings
+
+    with pytest.raises(ValidationError, match="MAILGATE_RETENTION__EXPIRY_NOTICE_S"):
+        QueueRetentionSettings(spam_days=1, expiry_notice_s=86400)
