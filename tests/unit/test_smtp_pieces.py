@@ -30,10 +30,10 @@ def test_mail_received_event_carries_the_mail_compressed() -> None:
     envelope.rcpt_tos = ["a@example.com"]
     envelope.original_content = b"Subject: hi\r\n\r\n" + b"body line\r\n" * 200
     event = mail_received(envelope, session, "gw1")
-    assert event["client_address"] == "192.0.2.9" and event["client_helo"] == "mx.outside.test"
-    assert event["size"] == len(envelope.original_content)
-    assert event["message"]["compression"] == "ZSTD"
-    assert unpack_message(event["message"]) == envelope.original_content
+    assert event.client_address == "192.0.2.9" and event.client_helo == "mx.outside.test"
+    assert event.size == len(envelope.original_content)
+    assert event.message.compression == "ZSTD"
+    assert unpack_message(event.message) == envelope.original_content
     default_codec().encode("MailReceived", event)  # it fits the schema
 
 

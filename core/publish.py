@@ -1,0 +1,144 @@
+"""Publishing an event, written once for every stage: encode it (the compiled Avro
+writer), add the readable headers (``mail-id``, ``event-type``, ``schema``), key it,
+send it (acks=all, from the ``core.kafka`` factory) and wait for the broker's ack.
+
+- ``Publisher``: ``await publisher.publish(topic, event)`` returns once the broker has
+  the record. On an ``AsyncProducer`` (``Publisher.on(producer)``: ingress, egress),
+  or on anything with the same ``send`` (the Faust agents' ``streams.publish.FaustSend``).
+- ``produce_and_wait``: one record from a thread on a plain confluent ``Producer``
+  (control, the CLI, the archiver's quarantine), returned as the broker acknowledged it.
+- ``Encoder.envelope``: only the bytes (key, value, headers), for a caller that sends
+  them inside its own transaction (message-validation's routing).
+
+An event is a typed record (``schemas.events``); a plain dict still goes with its
+``event_type`` named, for the events not converted yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping
+from typing import Any, NamedTuple, Protocol
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from core.kafka import AsyncProducer, KafkaUnavailable
+from core.logging import get_logger
+from schemas.codec import Codec, default_codec
+from schemas.fast_encoder import FastEncoder
+from schemas.typed import Record
+
+log = get_logger("publish")
+
+Headers = list[tuple[str, bytes]]
+Event = Record | Mapping[str, Any]
+
+
+class Envelope(NamedTuple):
+    key: bytes
+    value: bytes | None  # None: a tombstone
+    headers: Headers
+
+
+class Send(Protocol):
+    """``AsyncProducer.send``'s shape: returns (awaited) once the record is acknowledged."""
+
+    def __call__(self, topic: Any, key: bytes, value: bytes | None, headers: Headers,
+                 loop: asyncio.AbstractEventLoop | None = ...) -> Awaitable[Any]: ...
+
+
+class Encoder:
+    """Events to envelopes with one codec; a compiled writer per event type, made on first use."""
+
+    def __init__(self, codec: Codec | None = None) -> None:
+        self.codec = codec or default_codec()
+        self._writers: dict[str, FastEncoder] = {}
+        self._fixed: dict[str, Headers] = {}  # event-type and schema: the same for every record of a type
+
+    def encode(self, event: Event, event_type: str | None = None) -> bytes:
+        kind = event_type or _type_of(event)
+        writer = self._writers.get(kind)
+        if writer is None:
+            writer = self._writers[kind] = FastEncoder(self.codec.schema(kind))
+        return writer.encode(event if isinstance(event, Record) else dict(event))
+
+    def envelope(self, event: Event, *, event_type: str | None = None, key: bytes | str | None = None,
+                 extra: Headers = (), id_header: str = "mail-id") -> Envelope:
+        """The record for ``event``: keyed by its mail id unless ``key`` says otherwise
+        (``id_header``: ``event-id`` for the control events, which name no mail)."""
+        kind = event_type or _type_of(event)
+        mail_id = _id_of(event)
+        raw_key = key if key is not None else mail_id
+        fixed = self._fixed.get(kind)
+        if fixed is None:
+            fixed = self._fixed[kind] = [h for h in self.codec.headers(kind, "") if h[0] != "mail-id"]
+        return Envelope(raw_key.encode() if isinstance(raw_key, str) else raw_key, self.encode(event, kind),
+                        [(id_header, mail_id.encode()), *fixed, *extra])
+
+
+def _type_of(event: Event) -> str:
+    if isinstance(event, Record) and event.EVENT_TYPE:
+        return event.EVENT_TYPE
+    raise ValueError("a plain dict needs its event_type named")
+
+
+def _id_of(event: Event) -> str:
+    """The mail id (control events: their event id) that names the record in its headers."""
+    if isinstance(event, Record):
+        return str(getattr(event, "mail_id", None) or getattr(event, "event_id"))
+    return str(event.get("mail_id") or event["event_id"])
+
+
+class Publisher:
+    """Publishes events through one ``send`` and waits for each ack."""
+
+    def __init__(self, send: Send, codec: Codec | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._send = send
+        self.encoder = Encoder(codec)
+        self.loop = loop  # the caller's loop, handed to each send (None: looked up per send)
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def on(cls, producer: AsyncProducer, codec: Codec | None = None,
+           loop: asyncio.AbstractEventLoop | None = None) -> Publisher:
+        return cls(producer.send, codec, loop)
+
+    async def publish(self, topic: Any, event: Event, *, event_type: str | None = None,
+                      key: bytes | str | None = None, extra: Headers = ()) -> Any:
+        """Returns once the broker acknowledged the record; raises ``KafkaUnavailable`` when it did not."""
+        key_, value, headers = self.encoder.envelope(event, event_type=event_type, key=key, extra=extra)
+        return await self._send(topic, key_, value, headers, loop=self.loop)
+
+    async def send_raw(self, topic: Any, key: bytes | str, value: bytes | None, headers: Headers = ()) -> Any:
+        """A record that is no event (a ledger entry, a tombstone), sent and acknowledged the same way."""
+        return await self._send(topic, key.encode() if isinstance(key, str) else key, value, list(headers),
+                                loop=self.loop)
+
+    def publish_soon(self, topic: Any, event: Event | None, *, key: bytes | str | None = None,
+                     value: bytes | None = None, what: str = "event") -> None:
+        """Sent without waiting (a refusal, a greylisting entry: nobody waits for Kafka on them);
+        a failure is logged. ``event`` None: the raw ``value`` (None: a tombstone) under ``key``."""
+        loop = self.loop or asyncio.get_running_loop()
+        if event is not None:
+            sending = self.publish(topic, event, key=key)
+        else:
+            assert key is not None
+            sending = self.send_raw(topic, key, value)
+        task = loop.create_task(sending)
+        self._pending.add(task)
+        task.add_done_callback(lambda t: self._sent(t, topic, what))
+
+    def _sent(self, task: asyncio.Task[Any], topic: Any, what: str) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(f"{what} not written", topic=str(topic), error=str(task.exception()))
+
+
+def produce_and_wait(producer: Producer, topic: str, envelope: Envelope, timeout: float) -> Message:
+    """One record from a thread: produced, flushed, and returned as the broker acknowledged it."""
+    acked: list[tuple[KafkaError | None, Message]] = []
+    producer.produce(topic, key=envelope.key, value=envelope.value, headers=envelope.headers,
+                     on_delivery=lambda err, msg: acked.append((err, msg)))
+    if producer.flush(timeout) or not acked or acked[0][0] is not None:
+        raise KafkaUnavailable(acked[0][0] if acked else None, f"{topic}: record not acknowledged")
+    return acked[0][1]
