@@ -41,8 +41,9 @@ import aiosmtplib
 from bench.scratch import start_scratch_broker
 from control.topics import ensure_topics
 from core.kafka import make_producer
+from core.publish import Encoder
 from core.settings import KafkaSettings, Settings
-from schemas import default_codec, new_mail_id, pack_message
+from schemas import new_mail_id, pack_message
 from tests.support.ports import free_port, wait_listening
 
 
@@ -110,7 +111,7 @@ def run_mailgate(bootstrap: str, data: list[bytes], sink: SmtpSink, args: argpar
                         kafka=KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"b{uuid.uuid4().hex[:6]}.",
                                             partitions=2))
     ensure_topics(settings)
-    codec = default_codec()
+    encoder = Encoder()
     producer = make_producer(settings, "bench-feeder")
     now = int(time.time() * 1000)
     topic = f"{settings.kafka.topic_prefix}mail.out"
@@ -121,8 +122,8 @@ def run_mailgate(bootstrap: str, data: list[bytes], sink: SmtpSink, args: argpar
                   "received_time": now, "client_address": None, "size": len(raw), "message": pack_message(raw)}
         while True:
             try:
-                producer.produce(topic, key=b"example.com", value=codec.encode("MailRouted", record),
-                                 headers=codec.headers("MailRouted", mail_id))
+                key, value, headers = encoder.envelope(record, event_type="MailRouted", key=b"example.com")
+                producer.produce(topic, key=key, value=value, headers=headers)
                 break
             except BufferError:
                 producer.poll(0.1)

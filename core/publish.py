@@ -104,26 +104,28 @@ class Publisher:
         return cls(producer.send, codec, loop)
 
     async def publish(self, topic: Any, event: Event, *, event_type: str | None = None,
-                      key: bytes | str | None = None, extra: Headers = ()) -> Any:
+                      key: bytes | str | None = None, extra: Headers = (),
+                      loop: asyncio.AbstractEventLoop | None = None) -> Any:
         """Returns once the broker acknowledged the record; raises ``KafkaUnavailable`` when it did not."""
         key_, value, headers = self.encoder.envelope(event, event_type=event_type, key=key, extra=extra)
-        return await self._send(topic, key_, value, headers, loop=self.loop)
+        return await self._send(topic, key_, value, headers, loop=loop or self.loop)
 
-    async def send_raw(self, topic: Any, key: bytes | str, value: bytes | None, headers: Headers = ()) -> Any:
+    async def send_raw(self, topic: Any, key: bytes | str, value: bytes | None, headers: Headers = (),
+                       loop: asyncio.AbstractEventLoop | None = None) -> Any:
         """A record that is no event (a ledger entry, a tombstone), sent and acknowledged the same way."""
         return await self._send(topic, key.encode() if isinstance(key, str) else key, value, list(headers),
-                                loop=self.loop)
+                                loop=loop or self.loop)
 
     def publish_soon(self, topic: Any, event: Event | None, *, key: bytes | str | None = None,
                      value: bytes | None = None, what: str = "event") -> None:
         """Sent without waiting (a refusal, a greylisting entry: nobody waits for Kafka on them);
         a failure is logged. ``event`` None: the raw ``value`` (None: a tombstone) under ``key``."""
-        loop = self.loop or asyncio.get_running_loop()
+        loop = self.loop or asyncio.get_running_loop()  # looked up once, handed to the send
         if event is not None:
-            sending = self.publish(topic, event, key=key)
+            sending = self.publish(topic, event, key=key, loop=loop)
         else:
             assert key is not None
-            sending = self.send_raw(topic, key, value)
+            sending = self.send_raw(topic, key, value, loop=loop)
         task = loop.create_task(sending)
         self._pending.add(task)
         task.add_done_callback(lambda t: self._sent(t, topic, what))

@@ -49,3 +49,15 @@ def test_mail_scored_carries_the_mail_received_schema_as_it_is() -> None:
     own = avro.schema.parse((SCHEMA_DIR / "MailReceived.avsc").read_text())
     assert json.loads(branch.canonical_form) == json.loads(own.canonical_form)
     assert MailScored.NESTED["mail"] is MailReceived
+
+
+def test_validation_reads_a_mail_scored_of_either_form_in_one_call() -> None:
+    """The new form carries the mail in ``mail``; a record of an older spam-filter in ``received``."""
+    from streams.validation.agents import read_scored
+
+    codec = default_codec()
+    mail = full_sample("MailReceived")
+    base = {**full_sample("MailScored"), "mail_id": mail["mail_id"]}
+    new = codec.encode("MailScored", {**base, "received": b"", "mail": mail})
+    old = codec.encode("MailScored", {**base, "received": codec.encode("MailReceived", mail), "mail": None})
+    assert read_scored(codec, new)[1] == mail == read_scored(codec, old)[1]

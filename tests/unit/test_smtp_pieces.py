@@ -45,12 +45,12 @@ def test_outcome_events_per_recipient_group() -> None:
                               "c@example.com": Reply(451, "4.3.0 try later"),
                               "d@example.com": Reply(451, "4.3.0 try later")})
     events = outcome_events(routed, outcome, hop, attempt=2, node="gw1", now_ms=9)
-    kinds = [(t, r["rcpt_to"], r.get("permanent")) for t, r in events]
+    kinds = [(e.EVENT_TYPE, e.rcpt_to, getattr(e, "permanent", None)) for e in events]
     assert kinds == [("MailDelivered", ["a@example.com"], None),
                      ("DeliveryFailed", ["b@example.com"], True),
                      ("DeliveryFailed", ["c@example.com", "d@example.com"], False)]
-    for event_type, record in events:
-        default_codec().encode(event_type, record)
+    for event in events:
+        default_codec().encode(event.EVENT_TYPE, event)
     assert outcome.temporary == ["c@example.com", "d@example.com"] and outcome.permanent == ["b@example.com"]
 
 
