@@ -6,7 +6,8 @@ send it (acks=all, from the ``core.kafka`` factory) and wait for the broker's ac
   the record. On an ``AsyncProducer`` (``Publisher.on(producer)``: ingress, egress),
   or on anything with the same ``send`` (the Faust agents' ``streams.publish.FaustSend``).
 - ``produce_and_wait``: one record from a thread on a plain confluent ``Producer``
-  (control, the CLI, the archiver's quarantine), returned as the broker acknowledged it.
+  (control, the CLI), returned as the broker acknowledged it; ``produce_many``: a
+  stream of them (feeders), flushed at the end.
 - ``Encoder.envelope``: only the bytes (key, value, headers), for a caller that sends
   them inside its own transaction (message-validation's routing).
 
@@ -17,7 +18,7 @@ An event is a typed record (``schemas.events``); a plain dict still goes with it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -144,3 +145,18 @@ def produce_and_wait(producer: Producer, topic: str, envelope: Envelope, timeout
     if producer.flush(timeout) or not acked or acked[0][0] is not None:
         raise KafkaUnavailable(acked[0][0] if acked else None, f"{topic}: record not acknowledged")
     return acked[0][1]
+
+
+def produce_many(producer: Producer, topic: str, envelopes: Iterable[Envelope], timeout: float = 60.0) -> None:
+    """Many records from a thread (feeders, imports): queued as fast as librdkafka takes them, then
+    flushed; raises ``KafkaUnavailable`` when some were not acknowledged within ``timeout``."""
+    for key, value, headers in envelopes:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, headers=headers)
+                break
+            except BufferError:  # the local queue is full: let librdkafka send some first
+                producer.poll(0.1)
+        producer.poll(0)
+    if producer.flush(timeout):
+        raise KafkaUnavailable(None, f"{topic}: records not acknowledged within {timeout:.0f}s")
