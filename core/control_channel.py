@@ -73,7 +73,7 @@ def produce_event(producer: Producer, topic: str, key: str, event_type: str, rec
         if f.name not in record and f.has_default:
             record[f.name] = f.default
     envelope = _ENCODER.envelope(record, event_type=event_type, key=key, id_header="event-id")
-    producer.produce(topic, key=envelope.key, value=envelope.value, headers=envelope.headers)
+    producer.produce(topic, key=envelope.key, value=envelope.value, headers=[*envelope.headers])
     producer.poll(0)
 
 

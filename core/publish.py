@@ -18,7 +18,7 @@ An event is a typed record (``schemas.events``); a plain dict still goes with it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -31,7 +31,8 @@ from schemas.typed import Record
 
 log = get_logger("publish")
 
-Headers = list[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes]]
+Extra = Headers
 Event = Record | Mapping[str, Any]
 
 
@@ -64,7 +65,7 @@ class Encoder:
         return writer.encode(event if isinstance(event, Record) else dict(event))
 
     def envelope(self, event: Event, *, event_type: str | None = None, key: bytes | str | None = None,
-                 extra: Headers = (), id_header: str = "mail-id") -> Envelope:
+                 extra: Extra = (), id_header: str = "mail-id") -> Envelope:
         """The record for ``event``: keyed by its mail id unless ``key`` says otherwise
         (``id_header``: ``event-id`` for the control events, which name no mail)."""
         kind = event_type or _type_of(event)
@@ -105,13 +106,13 @@ class Publisher:
         return cls(producer.send, codec, loop)
 
     async def publish(self, topic: Any, event: Event, *, event_type: str | None = None,
-                      key: bytes | str | None = None, extra: Headers = (),
+                      key: bytes | str | None = None, extra: Extra = (),
                       loop: asyncio.AbstractEventLoop | None = None) -> Any:
         """Returns once the broker acknowledged the record; raises ``KafkaUnavailable`` when it did not."""
         key_, value, headers = self.encoder.envelope(event, event_type=event_type, key=key, extra=extra)
         return await self._send(topic, key_, value, headers, loop=loop or self.loop)
 
-    async def send_raw(self, topic: Any, key: bytes | str, value: bytes | None, headers: Headers = (),
+    async def send_raw(self, topic: Any, key: bytes | str, value: bytes | None, headers: Extra = (),
                        loop: asyncio.AbstractEventLoop | None = None) -> Any:
         """A record that is no event (a ledger entry, a tombstone), sent and acknowledged the same way."""
         return await self._send(topic, key.encode() if isinstance(key, str) else key, value, list(headers),
@@ -140,7 +141,7 @@ class Publisher:
 def produce_and_wait(producer: Producer, topic: str, envelope: Envelope, timeout: float) -> Message:
     """One record from a thread: produced, flushed, and returned as the broker acknowledged it."""
     acked: list[tuple[KafkaError | None, Message]] = []
-    producer.produce(topic, key=envelope.key, value=envelope.value, headers=envelope.headers,
+    producer.produce(topic, key=envelope.key, value=envelope.value, headers=[*envelope.headers],
                      on_delivery=lambda err, msg: acked.append((err, msg)))
     if producer.flush(timeout) or not acked or acked[0][0] is not None:
         raise KafkaUnavailable(acked[0][0] if acked else None, f"{topic}: record not acknowledged")
@@ -153,7 +154,7 @@ def produce_many(producer: Producer, topic: str, envelopes: Iterable[Envelope], 
     for key, value, headers in envelopes:
         while True:
             try:
-                producer.produce(topic, key=key, value=value, headers=headers)
+                producer.produce(topic, key=key, value=value, headers=[*headers])
                 break
             except BufferError:  # the local queue is full: let librdkafka send some first
                 producer.poll(0.1)

@@ -147,10 +147,10 @@ class TableFollower:
             msg = self._consumer.poll(0.2)
             if msg is None:
                 continue
-            partition, offset = msg.partition() or 0, msg.offset() or 0
-            if msg.error() is not None:
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("table consumer error", topic=self._topic, error=msg.error().str())
+            partition, offset, error = msg.partition() or 0, msg.offset() or 0, msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("table consumer error", topic=self._topic, error=error.str())
                     continue
             elif msg.key() is not None:
                 self._apply(msg)
@@ -163,7 +163,7 @@ class TableFollower:
 
     def _apply(self, msg: Message) -> None:
         try:
-            self._on_record(msg.key(), msg.value())
+            self._on_record(msg.key() or b"", msg.value())
         except Exception:  # one bad record must not stop the table (or hide the rest)
             log.exception("table record not applied", topic=self._topic, offset=msg.offset())
 

@@ -20,7 +20,7 @@ from schemas import Codec
 
 async def faust_send(topic: faust.TopicT, key: bytes, value: bytes | None, headers: Headers | None = None,
                      loop: asyncio.AbstractEventLoop | None = None) -> Any:
-    return await topic.send(key=key, value=value, headers=list(headers or ()))
+    return await topic.send(key=key, value=value, headers=[*(headers or ())])
 
 
 def faust_publisher(codec: Codec) -> Publisher:
