@@ -18,7 +18,7 @@ An event is a typed record (``schemas.events``); a plain dict still goes with it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -54,41 +54,35 @@ class Encoder:
 
     def __init__(self, codec: Codec | None = None) -> None:
         self.codec = codec or default_codec()
-        self._writers: dict[str, FastEncoder] = {}
-        self._fixed: dict[str, Headers] = {}  # event-type and schema: the same for every record of a type
+        # per event type: its compiled writer, and the headers that are the same for every record of it
+        self._kinds: dict[str, tuple[Callable[[Any], bytes], Headers]] = {}
+
+    def _kind(self, kind: str) -> tuple[Callable[[Any], bytes], Headers]:
+        found = self._kinds.get(kind)
+        if found is None:
+            fixed = [h for h in self.codec.headers(kind, "") if h[0] != "mail-id"]
+            found = self._kinds[kind] = (FastEncoder(self.codec.schema(kind)).encode, fixed)
+        return found
 
     def encode(self, event: Event, event_type: str | None = None) -> bytes:
-        kind = event_type or _type_of(event)
-        writer = self._writers.get(kind)
-        if writer is None:
-            writer = self._writers[kind] = FastEncoder(self.codec.schema(kind))
-        return writer.encode(event if isinstance(event, Record) else dict(event))
+        return self.envelope(event, event_type=event_type).value or b""
 
     def envelope(self, event: Event, *, event_type: str | None = None, key: bytes | str | None = None,
                  extra: Extra = (), id_header: str = "mail-id") -> Envelope:
         """The record for ``event``: keyed by its mail id unless ``key`` says otherwise
         (``id_header``: ``event-id`` for the control events, which name no mail)."""
-        kind = event_type or _type_of(event)
-        mail_id = _id_of(event)
-        raw_key = key if key is not None else mail_id
-        fixed = self._fixed.get(kind)
-        if fixed is None:
-            fixed = self._fixed[kind] = [h for h in self.codec.headers(kind, "") if h[0] != "mail-id"]
-        return Envelope(raw_key.encode() if isinstance(raw_key, str) else raw_key, self.encode(event, kind),
+        if isinstance(event, Record):
+            kind = event_type or event.EVENT_TYPE
+            mail_id: str = getattr(event, "mail_id", None) or getattr(event, "event_id")
+        else:
+            if event_type is None:
+                raise ValueError("a plain dict needs its event_type named")
+            kind, mail_id = event_type, event.get("mail_id") or event["event_id"]
+            event = event if type(event) is dict else dict(event)  # the writer reads a dict's items
+        write, fixed = self._kind(kind)
+        raw_key = mail_id if key is None else key
+        return Envelope(raw_key.encode() if isinstance(raw_key, str) else raw_key, write(event),
                         [(id_header, mail_id.encode()), *fixed, *extra])
-
-
-def _type_of(event: Event) -> str:
-    if isinstance(event, Record) and event.EVENT_TYPE:
-        return event.EVENT_TYPE
-    raise ValueError("a plain dict needs its event_type named")
-
-
-def _id_of(event: Event) -> str:
-    """The mail id (control events: their event id) that names the record in its headers."""
-    if isinstance(event, Record):
-        return str(getattr(event, "mail_id", None) or getattr(event, "event_id"))
-    return str(event.get("mail_id") or event["event_id"])
 
 
 class Publisher:

@@ -39,7 +39,11 @@ def pack_message(raw: bytes) -> dict[str, object]:
 
 def packed(raw: bytes) -> RawMessage:
     """``pack_message`` as the typed record the events carry."""
-    return RawMessage(**pack_message(raw))  # type: ignore[arg-type]
+    if len(raw) >= _MIN_TO_COMPRESS:
+        data = _compressor().compress(raw)
+        if len(data) < len(raw):
+            return RawMessage(compression="ZSTD", data=data)
+    return RawMessage(compression="NONE", data=raw)
 
 
 def unpack_message(message: dict[str, object] | RawMessage) -> bytes:
