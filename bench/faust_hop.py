@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from confluent_kafka import Consumer  # noqa: E402
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
 from bench.scratch import start_scratch_broker  # noqa: E402
 from control.topics import ensure_topics  # noqa: E402
@@ -140,8 +140,9 @@ async def confluent_peer(settings: Settings) -> None:
         await asyncio.gather(*(publisher.publish(names(MAIL_SCORED), scored_event(read_mail(codec, m.value())[0],
                                                                                  score, "bench"))
                                for m in records))
-        if records:
-            consumer.commit(asynchronous=False)
+        ends = {(m.topic(), m.partition()): m.offset() + 1 for m in records}
+        if ends:
+            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()], asynchronous=False)
     consumer.close()
     producer.close()
 
