@@ -39,7 +39,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from bench.scratch import start_scratch_broker
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.kafka import make_admin, make_consumer
 from core.settings import Settings
 from schemas import default_codec

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 import aiosmtplib
 
 from bench.scratch import start_scratch_broker
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.kafka import make_producer
 from core.publish import Encoder, produce_many
 from core.settings import KafkaSettings, Settings

@@ -146,7 +146,7 @@ def run_collect(args: argparse.Namespace, acct: Pop3Account) -> tuple[float, Cyc
         return seconds, report, pub
 
     from bench.scratch import start_scratch_broker
-    from control.topics import ensure_topics
+    from control.broker.topics import ensure_topics
     from core.kafka import AsyncProducer
     from core.settings import KafkaSettings, Settings
     from schemas.topics import POP3_UIDLS, TopicNames

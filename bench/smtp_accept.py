@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.scratch import start_scratch_broker  # noqa: E402
-from control.topics import ensure_topics, topic_sizes  # noqa: E402
+from control.broker.topics import ensure_topics, topic_sizes  # noqa: E402
 from core.settings import KafkaSettings, Settings  # noqa: E402
 from tests.support.ports import free_port, wait_listening  # noqa: E402
 

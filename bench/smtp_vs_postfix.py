@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.scratch import start_scratch_broker
-from control.topics import ensure_topics, topic_sizes
+from control.broker.topics import ensure_topics, topic_sizes
 from core.settings import KafkaSettings, Settings
 from tests.support.ports import free_port, wait_listening
 

@@ -1,11 +1,30 @@
 """Benchmark (not a test): spam-filter accuracy and speed, mailgate vs SpamAssassin.
 
-    python bench/spam_accuracy.py [--seed 6] [--train 0.5] [--runs 3] [--sa-children 2] [--sa-sample 0] [--no-sa]
+    python bench/spam_accuracy.py [--train sa1 --test sa2] [--no-split] [--no-cross]
+                                  [--ablation] [--seed 6] [--share 0.5] [--runs 3] [--sa-children 2] [--sa-sample 0] [--no-sa]
 
-Reads the SpamAssassin public corpus in ../shared/corpora/spamassassin (ham:
-easy_ham, easy_ham_2, hard_ham, hard_ham_2; spam: spam, spam_2), groups
-duplicates (same Message-ID or same body) so that each group falls on one
-side, and splits the groups with a fixed seed into a training and a test part.
+**Cross-corpus (the headline table).** A filter is trained on one set of mail and
+scores another, from other senders, campaigns, mailbox software and years, as it
+will in a real installation. Sets: ``sa1`` is the SpamAssassin corpus's first
+release (easy_ham, hard_ham, spam), ``sa2`` its second (easy_ham_2, hard_ham_2,
+spam_2); any other ``NAME`` is ``../shared/corpora/NAME`` with its ham and spam
+folders. Without ``--train``/``--test`` both directions of sa1/sa2 run. Test mails
+that duplicate a training mail (same Message-ID or body) are left out. Per
+direction, in one run:
+
+- mailgate as a fresh install with a base model built from the training set
+  (``streams.spam.base_build``, as the shipped base is built; no reports): the
+  out-of-the-box figure; the same with the structural rules off;
+- mailgate without a base, taught the training set through the report path
+  (``SpamFilter.learn``): what an install without the base learns;
+- SpamAssassin 4 with its stock rules and Bayes trained by ``sa-learn`` on the
+  training set, and its stock rules alone (no Bayes): the out-of-the-box peer.
+
+**Random split (second table, ``--no-split`` skips it).** The whole SpamAssassin
+corpus in ../shared/corpora/spamassassin (ham: easy_ham, easy_ham_2, hard_ham,
+hard_ham_2; spam: spam, spam_2), duplicates grouped (same Message-ID or same
+body) so that each group falls on one side, split with a fixed seed into a
+training and a test part.
 
 mailgate: every training mail goes through ``SpamFilter.learn(Report(...))``,
 the path the product uses for spam.reports; then every test mail is scored
@@ -50,12 +69,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from streams.spam import base_build, classifier, rules
+from streams.spam.base_build import envelope
 from streams.spam.scoring import Report, SpamFilter, clear_caches
 from streams.spam.settings import SpamSettings
 
-CORPUS = ROOT.parent / "shared" / "corpora" / "spamassassin"
+CORPORA = ROOT.parent / "shared" / "corpora"
+CORPUS = CORPORA / "spamassassin"
 HAM_DIRS = ("easy_ham", "easy_ham_2", "hard_ham", "hard_ham_2")
 SPAM_DIRS = ("spam", "spam_2")
+# named sets for the cross-corpus table: (folder, ham folders, spam folders)
+SETS = {"sa1": (CORPUS, ("easy_ham", "hard_ham"), ("spam",)),
+        "sa2": (CORPUS, ("easy_ham_2", "hard_ham_2"), ("spam_2",))}
 MAX_FP_RATE = 0.001
 
 
@@ -73,9 +98,9 @@ class Mail:
 # -- corpus and split
 
 
-def load(corpus: Path) -> list[Mail]:
+def load(corpus: Path, ham: Iterable[str] = HAM_DIRS, spam_dirs: Iterable[str] = SPAM_DIRS) -> list[Mail]:
     mails = []
-    for folder, spam in [(d, False) for d in HAM_DIRS] + [(d, True) for d in SPAM_DIRS]:
+    for folder, spam in [(d, False) for d in ham] + [(d, True) for d in spam_dirs]:
         for path in sorted((corpus / folder).iterdir()):
             if path.is_file() and not path.name.startswith("cmds"):
                 mails.append(Mail(path, spam, path.read_bytes()))
@@ -129,12 +154,25 @@ def split(mails: list[Mail], seed: int, train_share: float) -> tuple[list[Mail],
     return train, test
 
 
-def envelope(raw: bytes) -> tuple[str, tuple[str, ...]]:
-    """The envelope the corpus kept: Return-Path and Delivered-To."""
-    head = raw.partition(b"\n\n")[0].decode("latin-1")
-    sender = re.search(r"^return-path:\s*<?([^>\s]*)", head, re.IGNORECASE | re.MULTILINE)
-    rcpt = re.search(r"^delivered-to:\s*(\S+)", head, re.IGNORECASE | re.MULTILINE)
-    return (sender.group(1) if sender else ""), ((rcpt.group(1),) if rcpt else ())
+def load_set(name: str) -> list[Mail]:
+    """A named set: sa1, sa2, or a folder of ../shared/corpora with ham and spam sub-folders."""
+    if name in SETS:
+        folder, ham, spam = SETS[name]
+        return load(folder, ham, spam)
+    folder = CORPORA / name
+    subs = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    ham = [d for d in subs if "ham" in d]
+    spam = [d for d in subs if "spam" in d]
+    if not ham or not spam:
+        raise SystemExit(f"--train/--test {name}: not sa1, sa2, nor a folder of {CORPORA} with ham and spam "
+                         "sub-folders")
+    return load(folder, ham, spam)
+
+
+def without_duplicates_of(test: list[Mail], train: list[Mail]) -> list[Mail]:
+    """The test mails that share no Message-ID or body with a training mail."""
+    known = {key for mail in train for key in _keys(mail)}
+    return [m for m in test if not any(key in known for key in _keys(m))]
 
 
 # -- measuring
@@ -173,7 +211,8 @@ class Result:
 
 
 def run_mailgate(name: str, settings: SpamSettings, train: list[Mail], test: list[Mail], runs: int = 1) -> Result:
-    """Train and score ``runs`` times from a cold start; the fastest run's rate (the machine is shared)."""
+    """Train (through reports, unless ``train`` is empty) and score ``runs`` times from a cold start;
+    the fastest run's rate (the machine is shared)."""
     results = [_run_mailgate_once(name, settings, train, test) for _ in range(runs)]
     best = max(results, key=lambda r: r.rate)
     if runs > 1:
@@ -194,18 +233,40 @@ def _run_mailgate_once(name: str, settings: SpamSettings, train: list[Mail], tes
     cpu = time.process_time()
     scores = [spam_filter.score(m.raw, env[0], env[1], now).score for m, env in zip(test, envelopes)]
     cpu = time.process_time() - cpu
-    note = f"{len(spam_filter.store)} patterns"
+    note = f"{len(spam_filter.store)} patterns" if train else "no reports"
     return Result(name, list(zip(scores, (m.spam for m in test))), settings.spam_threshold, len(test) / cpu, note)
 
 
-def variants() -> list[tuple[str, SpamSettings]]:
+def build_base(train: list[Mail], folder: Path, settings: SpamSettings | None = None, tag: str = "") -> Path:
+    """A base model built from ``train`` as the shipped one is built from the corpus; its path."""
+    model = base_build.build([base_build.Sample(m.raw, m.spam) for m in train], settings=settings)
+    path = folder / f"base-{len(train)}{tag}.bin"
+    path.write_bytes(model.to_bytes())
+    return path
+
+
+def variants(base: Path) -> list[tuple[str, SpamSettings, bool]]:
+    """(name, settings, taught the training part through reports)."""
+    b = str(base)
     return [
-        ("mailgate (patterns + classifier)", SpamSettings()),
-        ("  fuzzy patterns alone", SpamSettings(use_classifier=False)),
-        ("  classifier alone", SpamSettings(use_patterns=False)),
-        ("  classifier, no header tokens", SpamSettings(use_patterns=False, use_header_tokens=False)),
-        ("  all + domain reputation 0.5", SpamSettings(reputation_weight=0.5)),
+        ("mailgate (base from train, no reports)", SpamSettings(base_model=b), False),
+        ("  base, rules off (classifier alone)", SpamSettings(base_model=b, use_rules=False), False),
+        ("  base + train through reports", SpamSettings(base_model=b), True),
+        ("  no base, train through reports", SpamSettings(base_model="none"), True),
+        ("  no base, fuzzy patterns alone", SpamSettings(base_model="none", use_classifier=False), True),
     ]
+
+
+def run_variants(args: argparse.Namespace, train: list[Mail], test: list[Mail], folder: Path) -> Result | None:
+    """Every mailgate variant's row; returns the headline one (the first)."""
+    base = build_base(train, folder)
+    first: Result | None = None
+    for n, (name, settings, taught) in enumerate(variants(base)):
+        if args.only in name:
+            result = run_mailgate(name, settings, train if taught else [], test, args.runs if n == 0 else 1)
+            first = result if n == 0 else first
+            print(result.row(), flush=True)
+    return first
 
 
 # -- SpamAssassin
@@ -246,10 +307,12 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def run_spamassassin(train: list[Mail], test: list[Mail], children: int) -> list[Result]:
+def run_spamassassin(train: list[Mail], test: list[Mail], children: int, bayes: bool = True) -> list[Result]:
+    """SpamAssassin's stock rules with Bayes trained on ``train`` (two rows: all, its Bayes alone),
+    or without Bayes (one row: the stock rules alone, as a fresh install runs them offline)."""
     tmp = Path(tempfile.mkdtemp(prefix="mailgate-sa-"))
     try:
-        return _spamassassin_in(tmp, train, test, children)
+        return _spamassassin_in(tmp, train if bayes else [], test, children)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -259,8 +322,9 @@ def _spamassassin_in(tmp: Path, train: list[Mail], test: list[Mail], children: i
     site.mkdir()
     for pre in Path("/etc/spamassassin").glob("*.pre"):
         shutil.copy(pre, site)
+    bayes = bool(train)
     (site / "local.cf").write_text(
-        f"bayes_path {tmp}/bayes/bayes\nbayes_file_mode 0777\nuse_bayes 1\nbayes_auto_learn 0\n"
+        f"bayes_path {tmp}/bayes/bayes\nbayes_file_mode 0777\nuse_bayes {int(bayes)}\nbayes_auto_learn 0\n"
         "bayes_auto_expire 0\nskip_rbl_checks 1\nuse_razor2 0\nuse_pyzor 0\ndns_available no\n"
     )
     _write((m for m in train if m.spam), tmp / "train-spam")
@@ -270,7 +334,7 @@ def _spamassassin_in(tmp: Path, train: list[Mail], test: list[Mail], children: i
     os.chmod(tmp / "bayes", 0o777)
     common = ["-L", f"--siteconfigpath={site}"]
     began = time.monotonic()
-    for kind in ("spam", "ham"):
+    for kind in ("spam", "ham") if bayes else ():
         subprocess.run(["sa-learn", *common, f"--{kind}", str(tmp / f"train-{kind}")], check=True,
                        capture_output=True, text=True)
     learned = time.monotonic() - began
@@ -284,7 +348,11 @@ def _spamassassin_in(tmp: Path, train: list[Mail], test: list[Mail], children: i
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
-        return _score_with_spamd(spamd, port, test, children, learned)
+        results = _score_with_spamd(spamd, port, test, children, learned)
+        if not bayes:
+            results = [Result("SpamAssassin 4 stock rules, no Bayes", results[0].scores, 5.0, results[0].rate,
+                              results[0].note.split("; sa-learn")[0])]
+        return results
     finally:
         os.killpg(spamd.pid, signal.SIGTERM)
         spamd.wait(timeout=30)
@@ -334,13 +402,17 @@ def _score_with_spamd(spamd: subprocess.Popen, port: int, test: list[Mail], chil
     return [total, bayes]
 
 
-def print_spamassassin(args: argparse.Namespace, train: list[Mail], test: list[Mail], ours: Result | None) -> None:
-    """SpamAssassin's rows, then the speed ratio to the full mailgate measured in this run (if it ran)."""
+def print_spamassassin(args: argparse.Namespace, train: list[Mail], test: list[Mail], ours: Result | None,
+                       stock_rules: bool = False) -> None:
+    """SpamAssassin's rows (with ``stock_rules``, also its rules without Bayes), then the speed ratio
+    to the headline mailgate row of this run (if it ran)."""
     sa_test = test
     if args.sa_sample and args.sa_sample < len(test):
         sa_test = random.Random(args.seed).sample(test, args.sa_sample)
         print(f"SpamAssassin scores a sample of {len(sa_test)} test mails")
     results = run_spamassassin(train, sa_test, args.sa_children)
+    if stock_rules:
+        results += run_spamassassin(train, sa_test, args.sa_children, bayes=False)
     for result in results:
         print(result.row(), flush=True)
     if ours is not None:
@@ -361,35 +433,89 @@ def header() -> str:
             f"best recall @ FP<=0.1% (oracle)")
 
 
+def ablation(train: list[Mail], test: list[Mail], folder: Path) -> None:
+    """What each group of signals adds cross-corpus: the base model built and scored without it."""
+    print(f"{'  without':<34} {'recall':>7} {'ham FP':>8} {'(n)':>4}   best recall @ FP<=0.1%   (change of each)")
+    full: Result | None = None
+    cases: list[tuple[str, list[str], bool]] = [("(nothing: all signals)", [], True)]
+    cases += [(f"rules: {group}", [group], True) for group in rules.GROUPS]
+    cases += [("store headers dropped (kept)", [], False)]
+    for name, disabled, drop_store in cases:
+        saved = classifier.STORE_HEADERS
+        classifier.STORE_HEADERS = saved if drop_store else frozenset()
+        try:
+            settings = SpamSettings(disabled_rules=disabled)
+            base = build_base(train, folder, settings, f"-{len(disabled)}-{drop_store}")
+            result = run_mailgate(name, SpamSettings(base_model=str(base), disabled_rules=disabled), [], test)
+        finally:
+            classifier.STORE_HEADERS = saved
+        tp, fp, spam_n, ham_n = result.counts()
+        best, _ = result.best_recall()
+        full = full or result
+        f_tp, _, _, _ = full.counts()
+        f_best, _ = full.best_recall()
+        print(f"  {name:<32} {tp / spam_n:7.2%} {fp / ham_n:8.3%} ({fp:>2})   {best:7.2%}   "
+              f"({(tp - f_tp) / spam_n:+.2%} at the default, {best - f_best:+.2%} best)", flush=True)
+
+
+def describe(name: str, mails: list[Mail]) -> str:
+    spam = sum(1 for m in mails if m.spam)
+    return f"{name} {len(mails)} ({spam} spam, {len(mails) - spam} ham)"
+
+
+def cross(args: argparse.Namespace, train_name: str, test_name: str, folder: Path) -> None:
+    train = load_set(train_name)
+    test = without_duplicates_of(load_set(test_name), train)
+    print(f"\n## cross-corpus: train {describe(train_name, train)} -> test {describe(test_name, test)} "
+          "(test mails duplicating a training mail left out)")
+    print(header(), flush=True)
+    ours = run_variants(args, train, test, folder)
+    if args.ablation:
+        ablation(train, test, folder)
+    if not args.no_sa:
+        print_spamassassin(args, train, test, ours, stock_rules=True)
+
+
+def random_split(args: argparse.Namespace, folder: Path) -> None:
+    mails = load(CORPUS)
+    train, test = split(mails, args.seed, args.share)
+    print(f"\n## random split of {CORPUS}: {len(mails)} mails in {len(groups(mails))} duplicate groups; "
+          f"seed {args.seed}: train {describe('', train)}, test {describe('', test)}")
+    print(header(), flush=True)
+    ours = run_variants(args, train, test, folder)
+    if not args.no_sa:
+        print_spamassassin(args, train, test, ours)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--train", default="", help="cross-corpus: the training set (sa1, sa2, or a corpus folder)")
+    parser.add_argument("--test", default="", help="cross-corpus: the test set")
+    parser.add_argument("--no-cross", action="store_true", help="skip the cross-corpus table")
+    parser.add_argument("--no-split", action="store_true", help="skip the random-split table")
+    parser.add_argument("--ablation", action="store_true",
+                        help="cross-corpus: also what each group of signals adds (a base built without it)")
     parser.add_argument("--seed", type=int, default=6)
-    parser.add_argument("--train", type=float, default=0.5, help="share of each class for training")
+    parser.add_argument("--share", type=float, default=0.5, help="random split: share of each class for training")
     parser.add_argument("--sa-children", type=int, default=2)
     parser.add_argument("--sa-sample", type=int, default=0, help="score only this many test mails with SA (0: all)")
     parser.add_argument("--no-sa", action="store_true", help="skip SpamAssassin")
-    parser.add_argument("--runs", type=int, default=3, help="cold-start runs of the full mailgate; the fastest counts")
+    parser.add_argument("--runs", type=int, default=3, help="cold-start runs of the headline mailgate row; the fastest counts")
     parser.add_argument("--only", default="", help="run only the mailgate variants whose name contains this")
     args = parser.parse_args()
-
-    mails = load(args.corpus)
-    train, test = split(mails, args.seed, args.train)
-    count: Callable[[list[Mail], bool], int] = lambda ms, spam: sum(1 for m in ms if m.spam == spam)
-    print(f"corpus {args.corpus}: {len(mails)} mails in {len(groups(mails))} duplicate groups; seed {args.seed}")
-    print(f"train {len(train)} ({count(train, True)} spam, {count(train, False)} ham), "
-          f"test {len(test)} ({count(test, True)} spam, {count(test, False)} ham)")
+    if bool(args.train) != bool(args.test):
+        parser.error("--train and --test go together (without both, both directions of sa1/sa2 run)")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           f"({os.cpu_count()} CPUs; mails/s is per CPU second of the scoring process, so load inflates it less)")
-    print(header(), flush=True)
-    full: Result | None = None
-    for n, (name, settings) in enumerate(variants()):
-        if args.only in name:
-            result = run_mailgate(name, settings, train, test, args.runs if n == 0 else 1)
-            full = result if n == 0 else full
-            print(result.row(), flush=True)
-    if not args.no_sa:
-        print_spamassassin(args, train, test, full)
+    print(f"thresholds: spam >= {SpamSettings().spam_threshold}, unsure >= {SpamSettings().ham_threshold} "
+          "(mailgate's defaults); SpamAssassin required_score 5.0")
+    with tempfile.TemporaryDirectory(prefix="mailgate-bench-") as tmp:
+        if not args.no_cross:
+            pairs = [(args.train, args.test)] if args.train else [("sa1", "sa2"), ("sa2", "sa1")]
+            for train_name, test_name in pairs:
+                cross(args, train_name, test_name, Path(tmp))
+        if not args.no_split:
+            random_split(args, Path(tmp))
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import TopicPartition  # noqa: E402
 
 from bench.scratch import start_scratch_broker  # noqa: E402
-from control.topics import ensure_topics  # noqa: E402
+from control.broker.topics import ensure_topics  # noqa: E402
 from core.kafka import make_consumer, make_producer  # noqa: E402
 from core.settings import KafkaSettings, Settings  # noqa: E402
 from schemas import default_codec  # noqa: E402

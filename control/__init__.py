@@ -1,1 +1,2 @@
-"""Control plane: the local broker, topics, the engine supervisor and the CLI."""
+"""Control plane, in rooms: server/ (gRPC control-server), engine/ (the supervisor and the
+service registry), cli/ (the `mailgate` command), broker/ (the local Kafka and the topics)."""

@@ -143,15 +143,22 @@ def produce_and_wait(producer: Producer, topic: str, envelope: Envelope, timeout
 
 
 def produce_many(producer: Producer, topic: str, envelopes: Iterable[Envelope], timeout: float = 60.0) -> None:
-    """Many records from a thread (feeders, imports): queued as fast as librdkafka takes them, then
-    flushed; raises ``KafkaUnavailable`` when some were not acknowledged within ``timeout``."""
+    """Many records from a thread (feeders, tombstones): queued as fast as librdkafka takes them, then
+    flushed; raises ``KafkaUnavailable`` when any was refused or not acknowledged within ``timeout``."""
+    errors: list[KafkaError] = []
+
+    def report(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            errors.append(err)
+
     for key, value, headers in envelopes:
         while True:
             try:
-                producer.produce(topic, key=key, value=value, headers=[*headers])
+                producer.produce(topic, key=key, value=value, headers=[*headers], on_delivery=report)
                 break
             except BufferError:  # the local queue is full: let librdkafka send some first
                 producer.poll(0.1)
         producer.poll(0)
-    if producer.flush(timeout):
-        raise KafkaUnavailable(None, f"{topic}: records not acknowledged within {timeout:.0f}s")
+    if producer.flush(timeout) or errors:
+        raise KafkaUnavailable(errors[0] if errors else None,
+                               f"{topic}: {len(errors) or 'some'} records not acknowledged within {timeout:.0f}s")

@@ -130,7 +130,9 @@ class SmtpAuthSettings(_SmtpListSplitter):
 class SmtpLimitSettings(_SmtpListSplitter):
     """What one client may do: sizes, counts, time. Counts are per listener process."""
 
-    max_line_length: int = Field(default=4096, ge=1000, description="Octets per line incl. CRLF; longer: 500 and close.")
+    max_line_length: int = Field(default=4096, ge=1000, description="Octets per line incl. CRLF; a longer command line gets "
+                                 "500 5.5.2, a longer line in DATA fails that message with 500 5.5.2 after its end; "
+                                 "the session goes on.")
     max_commands: int = Field(default=1000, ge=10, description="Commands per session; then 421 and close.")
     max_errors: int = Field(default=20, ge=1, description="4xx/5xx replies per session; then 421 and close.")
     max_connections: int = Field(default=1000, ge=1, description="Concurrent connections of the node.")

@@ -14,6 +14,24 @@ from schemas.typed import Record
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ArchivedMail(Record):
+    """A mail of the archive store, as its index knows it."""
+
+    mail_id: str
+    mail_from: str
+    rcpt_to: list[str]
+    subject: str
+    date_ms: int | None = None
+    received_ms: int | None = None
+    size: int
+    sha256: str
+    rule: str
+    source: str
+    hold: str | None = None
+    expires_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RawMessage(Record):
     """The RawMessage record, nested in events."""
 
@@ -32,6 +50,59 @@ class Verdict(Record):
     status: str | None = None
     reason: str
     rcpt: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArchiveReply(Record):
+    """One piece of a maildepot-archiver's answer to an ArchiveRequest, on archive.replies
+    (mail_id: the request id). An answer is its pieces in seq order from one node, starting with
+    kind started (the question was taken) and ending with kind done or error: row (a mail found,
+    expired or put on hold), chunk (export: at most 1 MiB of a mail's bytes, last marks its
+    end), problem (verify: one thing wrong), done (counts says how many), error (code and
+    message: nothing more follows)."""
+
+    EVENT_TYPE: ClassVar[str] = "ArchiveReply"
+    NESTED: ClassVar[dict[str, type[Record]]] = {"row": ArchivedMail}
+    mail_id: str
+    event_time: int
+    node: str
+    seq: int
+    kind: str
+    row: ArchivedMail | None = None
+    chunk_of: str = ''
+    data: bytes = ''
+    last: bool = False
+    code: str = ''
+    message: str = ''
+    counts: dict[str, int] = field(default_factory=dict)
+    mail_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArchiveRequest(Record):
+    """A question to the archive (control-server, `mailgate archive`) on archive.requests; every
+    maildepot-archiver answers it from its store with ArchiveReply records on archive.replies
+    under the same mail_id (the request id). An archiver ignores a request after expires_ms (its
+    asker has given up)."""
+
+    EVENT_TYPE: ClassVar[str] = "ArchiveRequest"
+    mail_id: str
+    event_time: int
+    node: str
+    actor: str
+    action: str
+    expires_ms: int
+    sender: str = ''
+    recipient: str = ''
+    subject: str = ''
+    text: str = ''
+    since_ms: int | None = None
+    until_ms: int | None = None
+    mail_ids: list[str] = field(default_factory=list)
+    limit: int = 100
+    offset: int = 0
+    format: str = ''
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -358,6 +429,8 @@ class SpamReport(Record):
 
 
 EVENT_CLASSES: dict[str, type[Any]] = {
+    "ArchiveReply": ArchiveReply,
+    "ArchiveRequest": ArchiveRequest,
     "ArchiveSpooled": ArchiveSpooled,
     "CissSender": CissSender,
     "ConfigChanged": ConfigChanged,

@@ -18,6 +18,8 @@ MAIL_ARCHIVE = "mail.archive"
 MAIL_QUARANTINE = "mail.quarantine"
 MAIL_DELIVERY = "mail.delivery"
 ARCHIVE_SPOOL = "archive.spool"
+ARCHIVE_REQUESTS = "archive.requests"
+ARCHIVE_REPLIES = "archive.replies"
 SPAM_REPORTS = "spam.reports"
 SPAM_PATTERNS = "spam.patterns"
 CISS_SENDERS = "ciss.senders"
@@ -43,6 +45,7 @@ class TopicSpec:
     compacted: bool = False
     carries_mail: bool = True  # sized for whole mails; else small state records
     partitions: int | None = None  # None: the configured mail partition count
+    retention_ms: int | None = None  # None: the broker's default
 
 
 TOPICS: tuple[TopicSpec, ...] = (
@@ -56,6 +59,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(MAIL_QUARANTINE, "mail that could not be parsed or scanned, with the reason"),
     TopicSpec(MAIL_DELIVERY, "delivery results (MailDelivered, DeliveryFailed)", carries_mail=False),
     TopicSpec(ARCHIVE_SPOOL, "mail for the archive store"),
+    # Questions to the archive and their answers; an hour, so exported mail does not linger in Kafka.
+    TopicSpec(ARCHIVE_REQUESTS, "questions to every maildepot-archiver (ArchiveRequest)", carries_mail=False,
+              partitions=1, retention_ms=3_600_000),
+    TopicSpec(ARCHIVE_REPLIES, "the archivers' answers (ArchiveReply): rows, export chunks, done", partitions=1,
+              retention_ms=3_600_000),
     TopicSpec(SPAM_REPORTS, "spam/ham reports", carries_mail=True),
     TopicSpec(SPAM_PATTERNS, "known spam patterns", compacted=True, carries_mail=False),
     TopicSpec(CISS_SENDERS, "confirmed senders", compacted=True, carries_mail=False),

@@ -1,6 +1,6 @@
 """Builds the Faust App for one stream stage from settings, and nothing else.
 
-Run a stage with `mailgate service message-validation` (control/cli.py), which
+Run a stage with `mailgate service message-validation` (control/cli/node.py), which
 calls ``build_app`` and starts a worker with the stage's agents.
 """
 

@@ -1,4 +1,4 @@
-"""The local single-node Apache Kafka (KRaft) broker that mailgate provisions itself."""
+"""control/broker — the local single-node Apache Kafka (KRaft) broker that mailgate provisions itself."""
 
 from control.broker.local import BrokerError, LocalBroker
 

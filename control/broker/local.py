@@ -1,4 +1,4 @@
-"""Provisioning of the local broker: jars from Maven Central (cached once per
+"""control/broker — provisioning of the local broker: jars from Maven Central (cached once per
 version), storage formatted on first start, started and stopped as a process.
 
 Run by `mailgate kafka start|stop|status`; the test suite starts its own.

@@ -2,7 +2,7 @@
 
     python -m control.proto.build        # writes control/proto/control_pb2{,_grpc}.py and .pyi
 
-The package build runs it through ``build_hook.BuildPy``; ``control.rpc`` runs it
+The package build runs it through ``build_hook.BuildPy``; ``control.proto.rpc`` runs it
 when the modules are missing or older than the .proto (a fresh checkout).
 """
 

@@ -4,7 +4,9 @@ Consumes archive.spool (consumer group ``mailgate.maildepot-archiver``) in batch
 each batch is stored in one transaction of the archive store, and only then are
 its offsets committed. A restart therefore re-reads at most the last uncommitted
 batch, which the store skips by mail id: every mail is stored once. Removes
-expired mail every ``maildepot.sweep_interval_s``. Its metrics: egress/maildepot/metrics.py.
+expired mail every ``maildepot.sweep_interval_s``. Answers the archive's questions (search, export,
+verify, hold, retention) from any node over archive.requests/replies (``asked.py``). Its metrics:
+egress/maildepot/metrics.py.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from core.poison import Poison
 from core.publish import Encoder
 from core.settings import Settings
 from egress.maildepot import metrics
+from egress.maildepot.asked import Asked
 from egress.maildepot.store import ArchiveStore
 from schemas import DecodeError, default_codec
 from schemas.topics import ARCHIVE_SPOOL, MAIL_QUARANTINE, TopicNames
@@ -131,7 +134,17 @@ def run(settings: Settings) -> None:
         log.error("no control channel: pause/resume will not be obeyed", error=str(exc))
     log.info("archiving", store=str(store.directory), mails=store.count())
     try:
+        asked: Asked | None = Asked(settings, store.directory, archiver.stopping)  # before run() joins its group
+    except KafkaException as exc:  # archiving goes on; only the questions wait for the topic
+        log.error("archive.requests unreadable: questions to the archive are not answered until it exists "
+                  "(`mailgate topics create`) and the archiver restarts", error=str(exc))
+        asked = None
+    if asked is not None:
+        asked.start()
+    try:
         archiver.run()
     finally:
+        if asked is not None:
+            asked.join(10)
         channel.stop()
         store.close()

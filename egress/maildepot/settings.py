@@ -1,8 +1,8 @@
 """maildepot-archiver: where the archive store lives and how long it keeps mail.
 
 Composed in ``core.settings.Settings`` as ``maildepot`` (``MAILGATE_MAILDEPOT__DIRECTORY``, ...).
-The control server and ``mailgate archive`` open the same directory (read-only for
-search, export and verify), so they run on the archiver's node.
+Only the archiver opens the store; the control server and ``mailgate archive`` ask it over
+Kafka (``egress/maildepot/asked.py``), from any node.
 """
 
 from __future__ import annotations

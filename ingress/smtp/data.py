@@ -15,7 +15,7 @@ class DataCollector:
     """Fed raw chunks after the 354; ``feed`` returns the bytes that follow the end
     of the data (possibly b"") once the end is seen, else None."""
 
-    __slots__ = ("_buf", "_scanned", "_started", "content", "limit", "too_big")
+    __slots__ = ("_buf", "_scanned", "_started", "content", "limit", "overlong", "too_big")
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
@@ -23,6 +23,7 @@ class DataCollector:
         self._scanned = 0
         self._started = False
         self.too_big = False
+        self.overlong = False  # a line over the limit (set by the engine from lines.LineGuard)
         self.content = b""
 
     def feed(self, data: bytes) -> bytes | None:

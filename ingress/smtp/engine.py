@@ -3,8 +3,10 @@
 Commands are parsed straight from the receive buffer; replies of a pipelined group
 leave in one write; only the steps that wait (MAIL, RCPT, end of DATA: the filters
 and Kafka) run as tasks. Every byte passes ``lines.LineGuard`` first (CRLF only, no
-NUL, bounded lines: no SMTP smuggling); input buffered behind STARTTLS is thrown
-away (no command injection). The engine knows no policy: the handler's hooks
+NUL: no SMTP smuggling); a line over max_line_length is not kept and gets 500 5.5.2
+(a message line: after the end of the data), the session goes on; input buffered
+behind STARTTLS is thrown away (no command injection); a message sent before the 354
+ends the session (554 5.5.0, RFC 2920 3.1). The engine knows no policy: the handler's hooks
 (``handler.GatewayHandler``) answer MAIL, RCPT and DATA. Written for speed after
 aiosmtpd's engine cost ~0.5 ms of CPU per short session (see bench/smtp_vs_postfix.py).
 """
@@ -54,6 +56,7 @@ class SmtpEngine(asyncio.Protocol):
         self.tls_pending = False  # between STARTTLS and the handshake: input in the clear is dropped
         self.commands = self.errors = 0
         self.closing = self.refused = self.paused = self.reading_paused = False
+        self.skipping = False  # inside a command line over max_line_length: dropped up to its CRLF
         self.last_input = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.ip = ""
@@ -118,6 +121,10 @@ class SmtpEngine(asyncio.Protocol):
         if problem is not None:
             self.abort(f"521 5.5.2 {self.hostname} Error: {problem}; closing connection")
             return
+        if self.guard.overlong:  # a command line is answered in _process; a message line here
+            self.guard.overlong = False
+            if self.collector is not None:
+                self.collector.overlong = True
         self.last_input = self.loop.time()
         if self.collector is not None:
             self._collect(data)
@@ -160,9 +167,16 @@ class SmtpEngine(asyncio.Protocol):
         while not self.closing and self.task is None and self.collector is None and not self.paused:
             end = buf.find(b"\r\n")
             if end < 0:
+                if len(buf) > self.limits.max_line_length:  # not kept: read on to its end, then 500
+                    self.skipping = True
+                    del buf[:-1]  # a CR that may begin the line's CRLF
                 break
             line = bytes(buf[:end])
             del buf[:end + 2]
+            if self.skipping:
+                self.skipping = False
+                self.reply(f"500 5.5.2 Error: line longer than {self.limits.max_line_length} octets")
+                continue
             self._command(line)
         if self.out and self.transport is not None and not self.closing:
             self.transport.write(b"".join(self.out))
@@ -336,6 +350,10 @@ class SmtpEngine(asyncio.Protocol):
             self.reply("503 5.5.1 Error: need RCPT command")
         elif arg:
             self.reply("501 5.5.4 Syntax: DATA")
+        elif self.buf:
+            # The message came before the 354 (RFC 2920 3.1: DATA ends a pipelined group):
+            # like Postfix's smtpd_forbid_unauth_pipelining, the client is let go.
+            self.abort(f"554 5.5.0 {self.hostname} Error: SMTP protocol synchronization; closing connection")
         else:
             self.reply("354 End data with <CR><LF>.<CR><LF>")
             self.collector = DataCollector(self.data_size_limit)
@@ -353,6 +371,11 @@ class SmtpEngine(asyncio.Protocol):
         if collector.too_big:
             self.end_transaction()
             self.reply("552 5.3.4 Error: message too big for this server")
+            return
+        if collector.overlong:  # RFC 5321 4.5.3.1.6: the transaction fails, the session goes on
+            self.end_transaction()
+            self.reply(f"500 5.5.2 Error: message line longer than {self.limits.max_line_length} octets; "
+                       "message not accepted")
             return
         self.envelope.content = self.envelope.original_content = collector.content
         self._start(self._data_done())

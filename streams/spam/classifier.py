@@ -29,10 +29,7 @@ from streams.spam.fingerprint import token_hashes
 from streams.spam.normalize import Extracted
 from streams.spam.urls import registrable_domain, url_host
 
-try:
-    from streams.spam import _native
-except ImportError:  # not built (no Rust where it was installed): TokenClassifier serves, the same verdicts
-    _native = None  # type: ignore[assignment]
+from streams.spam.native import NATIVE as _native
 
 _SUBJECT_RE = re.compile(r"[^\W_]+|[!$%*]{2,}")
 Clue = tuple[float, float, float, int]  # (strength |p-0.5|, ln p, ln(1-p), token hash)
@@ -94,9 +91,23 @@ def _received_token(word: str) -> str:
     return ""
 
 
+# Header fields that say how a mail was stored or who looked at it on the way, not how it was sent:
+# learned as clues they describe a corpus's mailbox software (the SpamAssassin corpus's spam_2 carries
+# X-Keywords and Delivery-Date, its ham does not) and never generalise; upstream verdicts can be forged.
+STORE_HEADERS = frozenset({
+    "x-uidl", "x-uid", "status", "x-status", "x-keywords", "x-mozilla-status", "x-mozilla-status2",
+    "x-mozilla-keys", "x-evolution", "x-evolution-source", "x-gmail-labels", "x-gm-thrid", "lines",
+    "content-length", "delivery-date", "delivered-to", "return-path", "x-original-to", "envelope-to",
+    "x-envelope-to", "x-envelope-from", "x-rcpt-to", "x-apparently-to", "x-spam-status", "x-spam-level",
+    "x-spam-flag", "x-spam-checker-version", "x-spam-report", "x-spam-score", "x-spam", "x-virus-scanned",
+    "x-virus-status", "x-mailscanner", "x-mailscanner-spamcheck", "x-pyzor", "x-razor", "x-dcc",
+    "x-original-date", "old-subject", "x-filtered-by", "x-antivirus", "x-antivirus-status", "x-mime-autoconverted",
+})
+
+
 def header_tokens(ex: Extracted, mail_from: str, rcpt_to: Sequence[str] = ()) -> list[str]:
     h = ex.headers
-    out = ["hdr:" + name for name in h.names]
+    out = ["hdr:" + name for name in h.names if name not in STORE_HEADERS]
     out += ["from-dom:" + _domain(h.from_addr), "from-name:" + ("yes" if h.from_name else "no")]
     out += ["from-name:" + w for w in _SUBJECT_RE.findall(h.from_name)[:6]]
     out += ["mailer:" + _DIGITS_RE.sub("0", h.x_mailer)[:30], "msgid-dom:" + _DIGITS_RE.sub("0", _domain(h.message_id))]

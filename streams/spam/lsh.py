@@ -20,10 +20,7 @@ import numpy as np
 
 from streams.spam.fingerprint import BANDS, BINS, Signature, band_keys
 
-try:
-    from streams.spam import _native
-except ImportError:  # not built: SignatureIndex serves, the same candidates
-    _native = None  # type: ignore[assignment]
+from streams.spam.native import NATIVE as _native
 
 
 class SignatureIndex:

@@ -26,10 +26,7 @@ from email import errors, policy
 from functools import lru_cache
 from email.message import Message
 
-try:
-    from streams.spam import _native
-except ImportError:  # not built: the Python splitting below (the same fields)
-    _native = None  # type: ignore[assignment]
+from streams.spam.native import NATIVE as _native
 
 MAX_HEADER_CHARS = 2048
 MAX_DEPTH = 8

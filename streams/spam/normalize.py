@@ -25,10 +25,7 @@ from typing import Any
 from streams.spam.mime import MAX_HEADER_CHARS, content_type, parse
 from streams.spam.urls import normalize_url
 
-try:
-    from streams.spam import _native
-except ImportError:  # not built: the regexes below do it all (the same results)
-    _native = None  # type: ignore[assignment]
+from streams.spam.native import NATIVE as _native
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\ufeff"))
 _CONFUSABLE_PAIRS = (
@@ -73,6 +70,7 @@ class HeaderFacts:
     return_path: str = ""
     message_id: str = ""
     x_mailer: str = ""
+    priority: str = ""  # X-Priority, or Importance / X-MSMail-Priority when it is absent
     date: str = ""
     to_count: int = 0
     to: str = ""  # To and Cc as sent, lower-cased (for "recipient not named" checks)
@@ -94,6 +92,17 @@ class Extracted:
     html_only: bool = False
     defects: int = 0
     raw_urls: int = 0
+    # what the structural rules (``rules``) read: the HTML documents as sent, the visible text of the
+    # HTML and of the plain parts apart, the subject before folding, a sample of the text before
+    # lower-casing, the URLs as written, and whether an encoded word held nothing but ASCII
+    markup: list[str] = field(default_factory=list)
+    html_text: str = ""
+    plain_text: str = ""
+    raw_subject: str = ""
+    raw_text_sample: str = ""
+    raw_urls_sample: list[str] = field(default_factory=list)
+    encoded_words_ascii: bool = False
+    text_base64: bool = False  # a text part (not an attachment) sent in base64, which mail clients do not do
 
 
 def fold(text: str) -> str:
@@ -221,6 +230,18 @@ def unfold_all(values: list[str]) -> list[str]:
     return list(map(unfold, values))
 
 
+def _needless_encoded_words(headers: dict[str, list[str]]) -> bool:
+    """An RFC 2047 encoded word in Subject or From whose text is plain ASCII: no mail client needs
+    it, bulk senders use it to hide words from filters that read headers raw."""
+    for name in ("subject", "from"):
+        values = headers.get(name)
+        if values and "=?" in values[0]:
+            decoded = decode_words(unfold(values[0]))
+            if decoded.isascii() and "=?" not in decoded:
+                return True
+    return False
+
+
 def _first(headers: dict[str, list[str]], name: str) -> str:
     values = headers.get(name)
     return decode_words(unfold(values[0])) if values else ""
@@ -262,6 +283,8 @@ def header_facts(headers: dict[str, list[str]]) -> HeaderFacts:
         message_id=_first(headers, "message-id").lower(),
         x_mailer=fold(_first(headers, "x-mailer") or _first(headers, "user-agent"))[:60],
         date=_first(headers, "date"),
+        priority=(_first(headers, "x-priority") or _first(headers, "importance")
+                  or _first(headers, "x-msmail-priority"))[:20].lower(),
         to_count=sum(v.count("@") for v in recipients),  # a count, cheaply: quoted @s are rare
         to=" ".join(recipients)[:MAX_HEADER_CHARS].lower(),
         received=[v[:300].lower() for v in unfold_all(headers.get("received", [])[:12])],
@@ -286,6 +309,8 @@ def _part_text(part: Message, out: Extracted, ctype: str, charset: str | None) -
         return None
     if charset:
         out.charsets.append(charset[:30])
+    if cte == "base64":
+        out.text_base64 = True
     return decode_bytes(data, charset)
 
 
@@ -338,18 +363,27 @@ def extract(raw: bytes, max_parts: int = 64, max_text_chars: int = 60_000) -> Ex
     msg, fields = parse(raw)
     out = Extracted()
     headers = raw_headers(fields)
-    out.subject = fold(_first(headers, "subject"))
+    out.raw_subject = _first(headers, "subject")
+    out.subject = fold(out.raw_subject)
+    out.encoded_words_ascii = _needless_encoded_words(headers)
     out.headers = header_facts(headers)
     plain, markup = _texts(msg, out, max_parts, max_text_chars)
     out.html_only = bool(markup) and not plain
+    out.markup = markup
+    out.plain_text = " ".join(plain)[:max_text_chars]
     links: list[str] = []
+    html_texts: list[str] = []
     for doc in markup:
         text, found = html_to_text(doc)
-        plain.append(text)
+        html_texts.append(text)
         links += found
+    out.html_text = " ".join(" ".join(html_texts).split())[:max_text_chars]
+    plain += html_texts
+    out.raw_text_sample = " ".join(plain)[:2000]
     # URLs out of the folded text: the same as out of fold()'s, since a URL holds no white space
     out.text, found_urls = split_urls(_fold_letters(" ".join(plain)[:max_text_chars]))
     found_urls += links
     out.raw_urls = len(found_urls)
+    out.raw_urls_sample = found_urls[:50]
     out.urls = list(dict.fromkeys(u for u in map(normalize_url, found_urls[:200]) if u))
     return out

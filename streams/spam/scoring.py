@@ -31,10 +31,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.spam import classifier, mime, normalize
+from streams.spam import base, classifier, mime, normalize
 from streams.spam.classifier import Verdict, extra_tokens, new_classifier
 from streams.spam.fingerprint import attachment_hashes
 from streams.spam.normalize import Extracted, extract
+from streams.spam.combine import RuleWeights
+from streams.spam.rules import rule_hits
 from streams.spam.patterns import (
     ADMIN,
     HAM,
@@ -81,6 +83,7 @@ class Features:
     tokens: Sequence[str]
     hashes: array  # typecode "Q": the tokens' hashes
     print: MailPrint
+    hits: list[str] = field(default_factory=list)  # the structural rules hit (``rule:<name>``)
 
 
 class DomainReputation:
@@ -109,6 +112,12 @@ class SpamFilter:
         self.classifier = new_classifier(s.unknown_word_strength, s.unknown_word_prob,
                                           s.classifier_max_tokens, s.classifier_min_strength)
         self.reputation = DomainReputation()
+        self._disabled_rules = frozenset(s.disabled_rules)
+        self.base = base.load(s.base_model)
+        self.weights: RuleWeights | None = None
+        if self.base is not None:
+            self.base.apply_to(self.classifier)
+            self.weights = self.base.weights
         self.store = PatternStore(s, node, on_change=self._pattern_changed)
 
     # -- scoring
@@ -126,7 +135,8 @@ class SpamFilter:
         sorted_tokens = array("Q", sorted(prints.hashes) if all_tokens or sig is None else ())  # hashes are unique
         mail_print = MailPrint(sig, tuple(attachment_hashes(ex.attachments, s.max_attachment_bytes)), domains,
                                sorted_tokens)
-        return Features(ex, prints.tokens, prints.hashes, mail_print)
+        hits = rule_hits(ex, mail_from, rcpt_to, self._disabled_rules) if s.use_rules else []
+        return Features(ex, prints.tokens, prints.hashes, mail_print, hits)
 
     def score(self, raw_message: bytes, mail_from: str = "", rcpt_to: Sequence[str] = (),
               now_ms: int | None = None) -> Score:
@@ -137,11 +147,17 @@ class SpamFilter:
         now_ms = _now_ms() if now_ms is None else now_ms
         matches = self.store.match(f.print, now_ms) if s.use_patterns else []
         verdict = self.classifier.classify(f.hashes) if s.use_classifier and self.classifier_ready else None
-        score, reasons, ham_wins = _from_patterns(matches, 0.5 if verdict is None else verdict.prob, s)
+        prob = None if verdict is None else verdict.prob
+        combined = self.weights.probability(prob, f.hits) if self.weights is not None and s.use_rules else None
+        score, reasons, ham_wins = _from_patterns(matches, (0.5 if prob is None else prob) if combined is None
+                                                  else combined, s)
         parts = {"pattern": max((m.similarity for m in matches if m.label == SPAM), default=0.0)}
         if verdict is not None:
             parts["classifier"] = verdict.prob
             reasons.append(_classifier_reason(verdict, f))
+        if combined is not None and self.weights is not None:
+            parts["combined"] = combined
+            reasons.append(_rules_reason(self.weights, f.hits))
         bad = self.reputation.bad(f.print.domains, s.reputation_min_reports)
         parts["reputation"] = 1.0 if bad else 0.0
         if bad and s.reputation_weight > 0 and not ham_wins:
@@ -211,6 +227,11 @@ def _classifier_reason(verdict: Verdict, f: Features) -> str:
     clues = [(p, f.tokens[at]) for p, at in verdict.clue_positions(5)]
     words = ", ".join(f"{name!r} {p:.2f}" for p, name in clues)
     return f"token classifier {verdict.prob:.3f} ({words})"
+
+
+def _rules_reason(weights: RuleWeights, hits: list[str]) -> str:
+    named = ", ".join(f"{name.removeprefix('rule:')} {w:+.2f}" for name, w in weights.contributions(hits)[:6])
+    return f"rules: {named}" if named else "rules: none hit"
 
 
 def clear_caches() -> None:

@@ -9,10 +9,16 @@ class SpamSettings(BaseModel):
     """What the spam filter decides with; every value has a working default."""
 
     spam_threshold: float = Field(
-        default=0.80, ge=0, le=1,
-        description="Score at or above: verdict spam (0.80: <=0.1% ham false positives on a tuning split of the corpus).",
+        default=0.65, ge=0, le=1,
+        description="Score at or above: verdict spam (mail.spam). 0.65 keeps ham false positives <= 0.1% across "
+                    "corpora: with the base model built from one release of the SpamAssassin corpus and no "
+                    "report, the other release's ham scored 0.63 and above in 0 of 1,432 (sa1 -> sa2) and 1 of "
+                    "2,551 (sa2 -> sa1) mails (bench/spam_accuracy.py, README's spam section).",
     )
-    ham_threshold: float = Field(default=0.20, ge=0, le=1, description="Score below: verdict ham; between: unsure.")
+    ham_threshold: float = Field(
+        default=0.25, ge=0, le=1,
+        description="Score below: verdict ham; between it and spam_threshold: unsure, delivered marked "
+                    "(X-Spam-Flag / X-Spam-Status, validation.decision.mark_unsure).")
     pattern_similarity: float = Field(
         default=0.60, gt=0, le=1, description="Estimated Jaccard similarity at or above which a pattern matches."
     )
@@ -40,6 +46,20 @@ class SpamSettings(BaseModel):
     reputation_weight: float = Field(default=0.0, ge=0, le=1, description="Score added by a spam domain (0: off).")
     patterns_wait_s: float = Field(
         default=60, ge=0, description="After a start, scoring waits at most this long for spam.patterns to be read.",
+    )
+    base_model: str = Field(
+        default="builtin",
+        description='What a node knows before any report: "builtin" (the base model shipped with the package, '
+                    'built from public corpora by python -m streams.spam.base_build), "none" (nothing: every mail '
+                    'scores 0.5 until reports arrive), or the path of a base model file.',
+    )
+    use_rules: bool = Field(default=True, description="Structural rules (streams/spam/rules.py) count, with the "
+                            "weights of the base model.")
+    disabled_rules: list[str] = Field(
+        default_factory=list,
+        description='Structural rules that do not count here, by name ("html_hidden_text") or group '
+                    '("structure", "obfuscation", "urls", "headers"): for a rule that misfires on your mail. '
+                    "Names are those of streams/spam/rules.py (the reasons of a verdict show them).",
     )
     use_patterns: bool = True
     use_classifier: bool = True

@@ -22,10 +22,7 @@ from streams.spam.classifier import body_tokens
 from streams.spam.fingerprint import Signature, shingles, signature, token_hashes, words
 from streams.spam.urls import url_skeleton
 
-try:
-    from streams.spam import _native
-except ImportError:  # not built (no Rust where it was installed): the Python code below serves
-    _native = None  # type: ignore[assignment]
+from streams.spam.native import NATIVE as _native
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,7 @@ import re
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-try:
-    from streams.spam import _native
-except ImportError:  # not built: the Python code below does it all (the same results)
-    _native = None  # type: ignore[assignment]
+from streams.spam.native import NATIVE as _native
 
 TRACKING_PARAMS = frozenset({
     "gclid", "gclsrc", "dclid", "fbclid", "msclkid", "yclid", "igshid", "gbraid", "wbraid", "twclid",

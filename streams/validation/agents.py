@@ -2,7 +2,7 @@
 mail.scored in batches and routing each partition's share of a batch in one transaction
 (streams/validation/once.py). The mails of a batch share their clamd retries
 (virus.ScanBatch). A record with a ``rescan`` header is a held mail released from hold
-(control.queues): examined again, and routed once per release. Its metrics: mails per
+(control.server.queues): examined again, and routed once per release. Its metrics: mails per
 queue, the check that sent each mail to a quarantine queue, and the virus scan's latency."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from streams.validation.virus import ScanBatch
 
 log = get_logger("message-validation")
 Decided = tuple[faust.EventT, str, list[Route]]  # an event, its mail id, its routes
-RESCAN = "rescan"  # the header of a mail released from hold: which release asked (control.queues)
+RESCAN = "rescan"  # the header of a mail released from hold: which release asked (control.server.queues)
 NOT_HELD = ("out", "archive")  # the queues that are no quarantine: counted without a reason
 
 

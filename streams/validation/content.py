@@ -12,7 +12,8 @@ import html
 import re
 from dataclasses import dataclass
 
-from streams.validation.mime import MimeWalk, _decode_words
+from streams.validation.mime import MimeWalk
+from streams.validation.names import decode_words
 from streams.validation.policy_settings import ContentRule, ContentSettings
 
 _TAG = re.compile(r"<[^<>]*>")  # [^<>]: linear even on a flood of unclosed "<"
@@ -59,7 +60,7 @@ def subject_of(raw: bytes) -> str:
     match = re.search(rb"(?im)^subject:[ \t]*(.*(?:\r?\n[ \t].*)*)", raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0])
     if match is None:
         return ""
-    return _decode_words(_SPACE.sub(" ", decode_text(match.group(1))).strip())
+    return decode_words(_SPACE.sub(" ", decode_text(match.group(1))).strip())
 
 
 class ContentRules:

@@ -11,13 +11,14 @@ from typing import Any
 
 from core.logging import get_logger
 from core.metrics import LATENCY
-from schemas import pack_message
+from schemas import pack_message, unpack_message
 from streams.validation.attachments import check_attachments
 from streams.validation.auth import Authenticator, with_header
 from streams.validation.clamd import ClamdClient, ClamdError
 from streams.validation.content import ContentRules
 from streams.validation.mime import MimeWalk, walk_message
-from streams.validation.routing import Findings
+from streams.validation.marking import marked, status_value
+from streams.validation.routing import Findings, domain_of
 from streams.validation.senders import ConfirmedSenders
 from streams.validation.settings import ValidationFilterSettings
 from streams.validation.virus import ScanBatch, scan_with_retry
@@ -48,8 +49,22 @@ class Inspector:
                                spam_reasons=list(spam["reasons"]))
         if findings.unparseable or mail is None:
             return findings
-        return replace(findings, decision=self.settings.decision, content_hits=tuple(self.rules.check(raw, walk)),
-                       sender_confirmed=await self._confirmed(mail["mail_from"]), **await self._auth(raw, mail))
+        findings = replace(findings, decision=self.settings.decision, content_hits=tuple(self.rules.check(raw, walk)),
+                           sender_confirmed=await self._confirmed(mail["mail_from"]), **await self._auth(raw, mail))
+        return replace(findings, marked_messages=self._marked(raw, spam, mail, findings))
+
+    def _marked(self, raw: bytes, spam: dict[str, Any] | None, mail: dict[str, Any],
+                f: Findings) -> dict[str, dict[str, Any]] | None:
+        """The unsure mail marked once per subject tag its recipient domains use (those that mark)."""
+        if spam is None or spam["verdict"] not in ("unsure", "spam"):
+            return None
+        decision = self.settings.decision
+        tags = {p.spam_subject_tag for p in (decision.for_domain(domain_of(r)) for r in mail["rcpt_to"]) if p.mark_unsure}
+        if not tags:
+            return None
+        base = unpack_message(f.delivered_message) if f.delivered_message is not None else raw
+        status = status_value(spam["verdict"], spam["score"], list(spam["reasons"]))
+        return {tag: pack_message(marked(base, status, tag)) for tag in sorted(tags)}
 
     async def _auth(self, raw: bytes, mail: dict[str, Any]) -> dict[str, Any]:
         if self.auth is None:

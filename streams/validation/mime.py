@@ -5,10 +5,16 @@
     walk.incomplete                        # the first limit hit (zip bomb, depth, count): not all was seen
     for part in walk.parts: part.locator, part.filename, part.data ...
 
-The stdlib parser (``compat32``: lenient, and no header objects to trip on) splits
-the MIME tree; transfer encodings are decoded here, leniently (junk in base64,
-missing padding, uuencode); declared lengths and charsets are never used to size or
-decode anything. Attached mails (message/rfc822, also when wrongly base64-encoded,
+The stdlib parser (``compat32``: lenient, and no header objects to trip on; header
+values unfolded when read) splits the MIME tree; transfer encodings are decoded in
+decoders.py as leniently as the most lenient reader (damaged base64 in each of its
+readings, quoted-printable, uuencode, BinHex, yEnc); declared lengths and charsets are
+never used to size or decode anything. Where readers may split the mail otherwise
+(readings.py: ambiguous boundaries, odd types, base64 cut by a boundary line), every
+other reading is walked too, its parts added when their content is new (locators
+"r1.2", "carved1", "2~2"); a mail is unparseable only when no reading can take it apart.
+The other readings have a byte budget of their own (``max_total_bytes`` again), so a
+walk extracts at most twice that. Attached mails (message/rfc822, also when wrongly base64-encoded,
 and ``.eml`` files) are walked into, and so are zip, tar, gzip, bzip2 and xz
 containers found by their magic, not by their name; encrypted zip entries are
 reported, not read. Every expansion is bounded (depth, part count, bytes per part,
@@ -17,12 +23,10 @@ bytes in all, compression ratio), so a bomb costs at most the configured bytes.
 
 from __future__ import annotations
 
-import binascii
 import bz2
+import hashlib
 import email
 import email.errors
-import email.header
-import email.utils
 import io
 import lzma
 import re
@@ -32,10 +36,18 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
-from email.policy import compat32
+from email.policy import Compat32, compat32
 from typing import IO
 
+from streams.validation.decoders import (
+    IDENTITY_ENCODINGS,
+    base64_readings,
+    decode_transfer,
+    inline_blocks,
+)
 from streams.validation.filetypes import archive_kind
+from streams.validation.names import clean_name, declared_names
+from streams.validation.readings import carved_base64, damaged, structure_readings
 from streams.validation.settings import MimeLimits
 
 #: Defects after which the parts we see are not the parts a mail reader would see.
@@ -43,12 +55,22 @@ FATAL_DEFECTS = {
     email.errors.NoBoundaryInMultipartDefect: "multipart without a boundary parameter",
     email.errors.StartBoundaryNotFoundDefect: "multipart boundary never found in the body",
 }
-IDENTITY_ENCODINGS = {"", "7bit", "8bit", "binary"}
 _GENERATOR_POLICY = compat32.clone(mangle_from_=False)
-_B64_RUN = re.compile(rb"[A-Za-z0-9+/]+=*")
-_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/=\s]")
-_UU_BEGIN = re.compile(rb"^begin[ \t]+[0-7]{3,4}[ \t]+([^\r\n]+?)[ \t]*\r?$", re.MULTILINE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TAG = {"uuencode": "uu", "binhex": "hqx", "yenc": "yenc"}  # in locators: "2!uu1", "hqx1"
+_LINE_BREAK = re.compile(r"\r?\n")
+
+
+class _Unfolding(Compat32):
+    """compat32 that unfolds header values when read (RFC 5322 2.2.3: the line break goes,
+    the blank stays), so a boundary folded over two lines is the boundary of the body."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:  # type: ignore[override]
+        if isinstance(value, str) and "\n" in value:
+            value = _LINE_BREAK.sub("", value)
+        return super().header_fetch_parse(name, value)
+
+
+_PARSE_POLICY = _Unfolding()
 
 
 @dataclass(frozen=True)
@@ -94,6 +116,12 @@ class _Walker:
     unparseable: str | None = None
     incomplete: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: Walking a reading other than the stdlib parser's: its defects and broken archives
+    #: are notes, and content already seen in another reading is not added again.
+    other: bool = False
+    seen: set[bytes] = field(default_factory=set)
+    opened: list[bytes] = field(default_factory=list)  # archives that opened
+    broken: list[tuple[Part, str]] = field(default_factory=list)  # archives that did not (first reading)
 
     # -- bookkeeping ---------------------------------------------------------
 
@@ -109,7 +137,12 @@ class _Walker:
         """Bytes the next part may still have."""
         return min(self.limits.max_part_bytes, self.limits.max_total_bytes - self.total)
 
-    def add(self, part: Part) -> None:
+    def add(self, part: Part) -> bool:
+        """Adds ``part``; False when another reading had the same content already."""
+        digest = hashlib.blake2b(part.data, digest_size=16).digest()
+        if self.other and digest in self.seen:
+            return False
+        self.seen.add(digest)
         if len(self.parts) >= self.limits.max_parts:
             raise self.stop(f"more than {self.limits.max_parts} parts")
         if len(part.data) > self.limits.max_part_bytes:
@@ -118,6 +151,7 @@ class _Walker:
             raise self.stop(f"parts add up to more than {self.limits.max_total_bytes} bytes")
         self.total += len(part.data)
         self.parts.append(part)
+        return True
 
     # -- MIME ----------------------------------------------------------------
 
@@ -126,7 +160,7 @@ class _Walker:
             raise self.stop(f"nesting deeper than {self.limits.max_depth} at {prefix or 'the top'}")
         for defect in msg.defects:
             reason = FATAL_DEFECTS.get(type(defect))
-            if reason and self.unparseable is None:
+            if reason and self.unparseable is None and not self.other:
                 self.unparseable = f"{reason} (part {prefix or 'top'}: {_content_type_header(msg)})"
         if not msg.is_multipart():
             self.leaf(msg, prefix or "1", depth, verbatim)
@@ -154,34 +188,86 @@ class _Walker:
         if not inner.keys():
             encoded = encoded.lstrip(b"\r\n")
         data = decode_transfer(encoded, cte)[0]
-        self.add(Part(locator, container.get_content_type(), (), data, depth, "mime", cte, False))
-        self.embedded_message(data, f"{locator}.1", depth + 1, False)
+        if self.add(Part(locator, container.get_content_type(), (), data, depth, "mime", cte, False)):
+            self.embedded_message(data, f"{locator}.1", depth + 1, False)
 
     def embedded_message(self, data: bytes, locator: str, depth: int, verbatim: bool) -> None:
         """A mail held as data (decoded message/rfc822, an .eml file): parsed and walked."""
         if depth > self.limits.max_depth:
             raise self.stop(f"nesting deeper than {self.limits.max_depth} at {locator}")
-        self.message(email.message_from_bytes(data, policy=compat32), locator, depth, verbatim)
+        self.message(email.message_from_bytes(data, policy=_PARSE_POLICY), locator, depth, verbatim)
 
     def leaf(self, msg: Message, locator: str, depth: int, verbatim: bool) -> None:
         ctype = msg.get_content_type()
         cte = _transfer_encoding(msg)
-        data, note = decode_transfer(_payload_bytes(msg), cte)
+        body = _payload_bytes(msg)
+        data, note = decode_transfer(body, cte)
         if note:
             self.note(f"part {locator}: {note}")
         names = declared_names(msg)
         part = Part(locator, ctype, names, data, depth, "mime", cte, verbatim and cte in IDENTITY_ENCODINGS)
-        self.add(part)
+        if not self.add(part):
+            return
         self.contents(part)
-        if msg.get_content_maintype() == "text" and b"begin" in data:
-            self.uuencoded(part)
+        self.inline(part)
+        if cte == "base64":  # damaged base64 that readers decode otherwise: each of their readings
+            for n, other in enumerate(base64_readings(body)[1:], 2):
+                self.alternative(Part(f"{locator}~{n}", ctype, names, other, depth, "mime", cte, False))
 
-    def uuencoded(self, part: Part) -> None:
-        for n, (name, data) in enumerate(uudecode_blocks(part.data, self.budget()), 1):
-            member = Part(f"{part.locator}!uu{n}", "", (name,), data, part.depth + 1, "uuencode", "uuencode",
-                          False)
-            self.add(member)
-            self.contents(member)
+    def inline(self, part: Part) -> None:
+        """uuencoded, BinHex and yEnc blocks in a part, each a member of it."""
+        for n, (origin, name, data) in enumerate(inline_blocks(part.data, self.budget()), 1):
+            member = Part(f"{part.locator}!{_TAG[origin]}{n}", "", (clean_name(name),), data, part.depth + 1,
+                          origin, origin, False)
+            if self.add(member):
+                self.contents(member)
+
+    def alternative(self, part: Part) -> None:
+        """A part of another reading: added and walked unless its content was seen."""
+        other, self.other = self.other, True
+        try:
+            if self.add(part):
+                self.contents(part)
+                self.inline(part)
+        finally:
+            self.other = other
+
+    def others(self, raw: bytes, msg: Message) -> None:
+        """Every other reading of the mail (readings.py), with a byte budget of its own; a
+        mail the parser (``msg``) could not take apart is parseable when one of them can."""
+        self.total = 0
+        parsed = [self.reading(f"r{n}", label, text)
+                  for n, (label, text) in enumerate(structure_readings(raw, msg), 1)]
+        if any(parsed) and self.unparseable:
+            self.note(f"{self.unparseable}: read by another reading")
+            self.unparseable = None
+        carved = carved_base64(raw) if parsed or self.broken or damaged(msg) else ()
+        for n, block in enumerate(carved, 1):
+            for k, data in enumerate(base64_readings(block), 1):
+                self.alternative(Part(f"carved{n}" + (f"~{k}" if k > 1 else ""), "", (), data, 1, "carved",
+                                      "base64", False))
+        # Blocks outside every part: in a preamble or an epilogue (the leaves had theirs looked at).
+        around = (t for sub in msg.walk() for t in (sub.preamble, sub.epilogue) if t)
+        blocks = (b for text in around for b in inline_blocks(text.encode("utf-8", "surrogateescape"), self.budget()))
+        for n, (origin, name, data) in enumerate(blocks, 1):
+            self.alternative(Part(f"{_TAG[origin]}{n}", "", (clean_name(name),), data, 1, origin, origin, False))
+
+    def reading(self, prefix: str, label: str, raw: bytes) -> bool:
+        """Walks the mail as rewritten by a structure reading; True when it parsed without
+        a fatal defect (a reader can take the mail apart that way)."""
+        self.note(f"reading {prefix}: {label}")
+        other, self.other = self.other, True
+        try:
+            msg = email.message_from_bytes(raw, policy=_PARSE_POLICY)
+            self.message(msg, prefix, 0, False)
+        except _Stop:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a reading the parser fails on is no reading
+            self.note(f"reading {prefix} failed: {type(exc).__name__}: {exc}")
+            return False
+        finally:
+            self.other = other
+        return not _fatal(msg)
 
     # -- containers ----------------------------------------------------------
 
@@ -196,18 +282,37 @@ class _Walker:
             except _Stop:
                 raise
             except Exception as exc:  # a broken archive is reported, never fatal
-                raise self.stop(f"{where(part)}: {kind} archive unreadable ({type(exc).__name__}: {exc})") from exc
+                self.unreadable(part, f"{where(part)}: {kind} archive unreadable ({type(exc).__name__}: {exc})")
+                return
+            self.opened.append(part.data)
             return
         is_mail = part.content_type in ("message/rfc822", "message/global") or any(
             n.lower().endswith(".eml") for n in part.names)
         if is_mail:
             self.embedded_message(part.data, f"{part.locator}.1", part.depth + 1, part.verbatim)
 
+    def unreadable(self, part: Part, reason: str) -> None:
+        """A broken archive: a note in another reading; in the parser's, the walk is
+        incomplete unless another reading opens it whole (see resolve)."""
+        if self.other:
+            self.note(reason)
+        else:
+            self.broken.append((part, reason))
+
+    def resolve(self) -> None:
+        """The broken archives of the parser's reading that no other reading opened whole
+        (an outer boundary cut a base64 part that the other reading did not cut)."""
+        for part, reason in self.broken:
+            head = part.data[:32]  # the same archive's start: local header and first name
+            if any(whole != part.data and whole.startswith(head) for whole in self.opened):
+                self.note(f"{reason}; read whole in another reading")
+            else:
+                self.incomplete = self.incomplete or reason
+
     def member(self, container: Part, name: str, data: bytes, origin: str, encrypted: bool = False) -> None:
         part = Part(f"{container.locator}!{name}", "", (name,), data, container.depth + 1, origin, origin, False,
                     encrypted)
-        self.add(part)
-        if not encrypted:
+        if self.add(part) and not encrypted:
             self.contents(part)
 
     def open_zip(self, part: Part) -> None:
@@ -270,6 +375,10 @@ class _Walker:
             raise self.stop(f"{where(part)}: {name} expands more than {ratio}:1 (compression bomb?)")
 
 
+def _fatal(msg: Message) -> bool:
+    return any(type(d) in FATAL_DEFECTS for sub in msg.walk() for d in sub.defects)
+
+
 def where(part: Part) -> str:
     """A part as people read it: its locator and, when it has one, its name."""
     return f"{part.locator} ({part.filename})" if part.filename else f"part {part.locator}"
@@ -281,124 +390,28 @@ def walk_message(raw: bytes, limits: MimeLimits | None = None) -> MimeWalk:
     if not raw.strip():
         return MimeWalk((), unparseable="empty message")
     try:
-        msg = email.message_from_bytes(raw, policy=compat32)
+        msg = email.message_from_bytes(raw, policy=_PARSE_POLICY)
         if not msg.keys():
             walker.unparseable = "no header fields"
         walker.message(msg, "", 0, True)
+        walker.others(raw, msg)
     except _Stop:
         pass
     except RecursionError:
         walker.unparseable = "MIME nesting too deep to parse"
     except Exception as exc:  # noqa: BLE001 - a mail must never crash the stage: it goes to quarantine
         walker.unparseable = f"parser error: {type(exc).__name__}: {exc}"
+    walker.resolve()
     return MimeWalk(tuple(walker.parts), walker.unparseable, walker.incomplete, tuple(walker.notes))
 
 
-# -- decoding, defensively ----------------------------------------------------
-
-
-def decode_transfer(body: bytes, cte: str) -> tuple[bytes, str | None]:
-    """``body`` decoded from transfer encoding ``cte``, and a note when it was damaged."""
-    if cte == "base64":
-        return decode_base64(body)
-    if cte == "quoted-printable":
-        return binascii.a2b_qp(body), None
-    if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
-        blocks = uudecode_blocks(body, len(body))
-        return (blocks[0][1], None) if blocks else (body, "uuencode without a begin line")
-    if cte in IDENTITY_ENCODINGS:
-        return body, None
-    return body, f"unknown transfer encoding {cte[:40]!r} taken as 8bit"
-
-
-def decode_base64(body: bytes) -> tuple[bytes, str | None]:
-    """Lenient base64: characters outside the alphabet are skipped, each padded run is
-    decoded on its own (concatenated encodings), missing padding is supplied."""
-    note = "base64 with characters outside its alphabet" if _B64_JUNK.search(body) else None
-    out = bytearray()
-    for run in _B64_RUN.findall(body):
-        run = run.rstrip(b"=")
-        run = run[: len(run) - (len(run) % 4 == 1)]  # a lone sixth of a byte decodes to nothing
-        try:
-            out += binascii.a2b_base64(run + b"=" * (-len(run) % 4))
-        except binascii.Error as exc:
-            note = f"base64 undecodable ({exc})"
-    return bytes(out), note
-
-
-def uudecode_blocks(text: bytes, limit: int) -> list[tuple[str, bytes]]:
-    """Every ``begin NNN name`` ... ``end`` block of ``text``: (name, data), each up to ``limit`` bytes."""
-    blocks: list[tuple[str, bytes]] = []
-    for match in _UU_BEGIN.finditer(text):
-        name = _clean_name(match.group(1).decode("utf-8", "replace"))
-        out = bytearray()
-        for line in text[match.end():].lstrip(b"\r\n").splitlines():
-            line = line.rstrip()
-            if line == b"end" or len(out) > limit:
-                break
-            if line in (b"", b"`"):
-                continue
-            # Some encoders pad lines or cut their trailing spaces: the length character
-            # says how many bytes the line holds; keep just the characters that carry them.
-            width = 1 + (((line[0] - 32) & 63) + 2) // 3 * 4
-            try:
-                out += binascii.a2b_uu(line[:width].ljust(width, b" "))
-            except binascii.Error:
-                break
-        if out:
-            blocks.append((name, bytes(out[:limit + 1])))
-    return blocks
-
-
-def declared_names(msg: Message) -> tuple[str, ...]:
-    """Every file name the part declares (they may disagree, and readers differ in
-    which one they show): Content-Disposition filename, Content-Type name."""
-    names: list[str] = []
-    for param, header in (("filename", "content-disposition"), ("name", "content-type")):
-        try:
-            value = msg.get_param(param, header=header)
-        except Exception:  # noqa: BLE001 - a header too broken to read names nothing
-            continue
-        if value is None:
-            continue
-        try:
-            text = email.utils.collapse_rfc2231_value(value, errors="replace")
-        except Exception:  # noqa: BLE001
-            text = str(value)
-        name = _clean_name(_decode_words(str(text)))
-        if name and name not in names:
-            names.append(name)
-    return tuple(names)
-
-
-def _decode_words(text: str) -> str:
-    """RFC 2047 encoded words (which RFC 2231 forbids in parameters; mailers use them anyway)."""
-    if "=?" not in text:
-        return text
-    try:
-        chunks = email.header.decode_header(text)
-    except Exception:  # noqa: BLE001
-        return text
-    out = []
-    for chunk, charset in chunks:
-        if isinstance(chunk, str):
-            out.append(chunk)
-            continue
-        try:
-            out.append(chunk.decode(charset or "ascii", "replace"))
-        except LookupError:  # a charset Python does not know
-            out.append(chunk.decode("latin-1"))
-    return "".join(out)
-
-
-def _clean_name(name: str) -> str:
-    # Undecodable 8-bit header bytes arrive as surrogate escapes: show them as U+FFFD.
-    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return _CONTROL.sub("", name).strip().strip('"').strip()
+# -- reading the parser's parts ------------------------------------------------
 
 
 def _payload_bytes(msg: Message) -> bytes:
-    payload = msg.get_payload()
+    # The stored payload, not get_payload(): for a part with 8-bit bytes and no transfer
+    # encoding, that decodes them by the declared charset with "replace" (lossy).
+    payload = msg._payload  # noqa: SLF001
     if payload is None:
         return b""
     if isinstance(payload, bytes):

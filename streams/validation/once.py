@@ -43,7 +43,7 @@ is keyed by mail id, so a duplicate from upstream (spam-filter re-processing)
 lands on the same partition and is skipped too.
 
 A mail held because clamd gave no answer is examined again when it is released
-(control.queues puts it back on mail.scored under its mail id, with a ``rescan`` header
+(control.server.queues puts it back on mail.scored under its mail id, with a ``rescan`` header
 naming the release). What is routed once is then that rescan: its mark's key is
 ``<mail id>#rescan:<release>`` (``Routing.key``), so the mail's first mark does not skip it,
 and a rescan read again after a crash is skipped by its own mark.

@@ -100,8 +100,8 @@ class DecisionPolicy(SenderLists):
 
     spam_threshold: float = Field(default=5.0, description="Combined points at or above: mail.spam.")
     spam_weight: float = Field(
-        default=6.25, ge=0,
-        description="Points per unit of the spam filter's score (0..1); 6.25 x its 0.80 spam threshold = 5.0.")
+        default=7.7, ge=0,
+        description="Points per unit of the spam filter's score (0..1); 7.7 x its 0.65 spam threshold = 5.0.")
     trust_spam_verdict: bool = Field(default=True, description="The spam filter's verdict spam alone: mail.spam.")
     dkim_fail_points: float = Field(default=1.0, description="Added when a DKIM signature fails and none passes.")
     spf_fail_points: float = Field(default=2.0, description="Added for SPF fail from phase 1.")
@@ -111,6 +111,11 @@ class DecisionPolicy(SenderLists):
     dmarc_quarantine_action: Action = Field(default="spam", description="DMARC fail under p=quarantine.")
     deny_action: Literal["quarantine", "spam"] = "spam"
     ciss: bool = Field(default=False, description="Mail from senders not in ciss.senders goes to mail.ciss.")
+    mark_unsure: bool = Field(
+        default=True, description="Mail the spam filter is unsure of is delivered with X-Spam-Flag: YES and "
+                                  "X-Spam-Status (score, thresholds, reasons), so a mail client rule can file it.")
+    spam_subject_tag: str = Field(
+        default="", max_length=40, description='Put before the Subject of marked mail (e.g. "[SPAM?]"); empty: none.')
 
 
 class DecisionSettings(DecisionPolicy):

@@ -5,7 +5,7 @@ only here:
 
 1. the mail cannot be taken apart            → mail.quarantine
 2. the virus scan gave no answer (clamd down) → mail.quarantine, held ("never passed as clean"); a release
-   sends it through validation again (control.queues), with what the first look found (``held_facts``)
+   sends it through validation again (control.server.queues), with what the first look found (``held_facts``)
 3. a virus                                    → mail.virus
 4. not fully scannable (limits, encryption)  → mail.quarantine
 5. the attachment policy blocks it            → mail.quarantine
@@ -56,6 +56,7 @@ class Findings:
     content_hits: tuple[RuleHit, ...] = ()
     sender_confirmed: bool | None = None  # in ciss.senders; None: not looked up
     delivered_message: dict[str, Any] | None = None  # the packed mail with Authentication-Results
+    marked_messages: dict[str, dict[str, Any]] | None = None  # unsure mail, marked: subject tag -> packed mail
     decision: DecisionSettings | None = None  # the settings decide() applies; None: defaults
 
 
@@ -94,7 +95,7 @@ def _held(mail: dict[str, Any], queue: str, filter: str, node: str, now_ms: int,
 
 
 #: The lines of a held mail's record after its reason that keep what the first look found
-#: and a rescan cannot find again (control.queues reads them back when it is released).
+#: and a rescan cannot find again (control.server.queues reads them back when it is released).
 SPAM_FACT, SPF_FACT = "spam filter: ", "spf at the door: "
 
 
@@ -141,6 +142,10 @@ def _per_recipient(mail: dict[str, Any], node: str, f: Findings, checked: list[s
         record = routed(mail, queue, reasons, node, domain, rcpts, now_ms)
         if queue in ("out", "ciss") and f.delivered_message is not None:
             record["message"] = f.delivered_message
+        if queue == "out" and f.marked_messages:
+            policy = decision.for_domain(domain or "")
+            if policy.mark_unsure and (packed := f.marked_messages.get(policy.spam_subject_tag)) is not None:
+                record["message"] = packed
         routes.append(Route(queue, (domain or mail["mail_id"]).encode(), record, verdict.filter))
     return routes
 

@@ -7,9 +7,10 @@
 
 clamd gets the whole raw mail (it decodes MIME and archives itself) and, apart, every
 part that our own walk had to decode (base64/quoted-printable/uuencoded parts,
-attached mails sent encoded, archive members): a mail reader and clamd may take a
+attached mails sent encoded, archive members, and what the other readings of a
+malformed mail gave: mime.py, readings.py): a mail reader and clamd may take a
 malformed mail apart differently, and what our walk extracted is what the attachment
-policy judged. Parts found verbatim in the raw mail are not sent twice.
+policy judged. Each stream is bounded by ``max_stream_bytes`` and ``scan_timeout_s``. Parts found verbatim in the raw mail are not sent twice.
 
 The verdict is *clean* only when clamd answered OK for every stream and the walk saw
 all of the mail. A mail that could not be taken apart, hit a walk limit (a zip

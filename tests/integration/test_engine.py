@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from control.engine import Engine, ServiceSpec
+from control.engine.supervisor import Engine, ServiceSpec
 
 
 def test_crashed_service_is_restarted_and_all_stop_cleanly(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from confluent_kafka.admin import ConfigResource
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.kafka import make_admin, max_record_bytes
 from core.settings import KafkaSettings, Settings, SmtpServerSettings
 from schemas.topics import TOPICS

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -60,6 +61,18 @@ class Gateway:
             self.stop()
             raise AssertionError(f"gateway did not come up:\n{self.log()}") from None
         return self
+
+    def wait_for_mail(self, topic: str, mail_id: str, timeout: float = 60.0) -> dict:
+        """The first record of ``mail_id`` on ``topic`` (without the prefix), read from the start."""
+        from tests.support.topics import read_topic
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in read_topic(self.settings(), f"{self.prefix}{topic}"):
+                if record.value["mail_id"] == mail_id:
+                    return record.value
+            time.sleep(0.5)
+        raise AssertionError(f"{mail_id} not on {topic} within {timeout:.0f}s:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]

@@ -18,7 +18,7 @@ from typing import Any, Self
 
 from confluent_kafka import KafkaException
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.settings import KafkaSettings, Settings, SmtpServerSettings
 from schemas.topics import SMTP_REJECTED, TopicNames
 from tests.support.ports import free_port, wait_listening

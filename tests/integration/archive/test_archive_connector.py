@@ -18,7 +18,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.kafka import make_producer
 from core.settings import ControlSettings, KafkaSettings, Settings
 from egress.maildepot.store import ArchiveStore
@@ -33,8 +33,19 @@ from tests.support.topics import read_topic
 
 
 def run_service(name: str, settings: Settings, tmp: Path) -> subprocess.Popen[bytes]:
+    env = service_env(settings)
+    log = open(tmp / f"{name}-{uuid.uuid4().hex[:4]}.log", "wb")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "control.cli", "service", name], env=env, cwd=tmp,
+                                stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        log.close()
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """The environment of a `mailgate` process of ``settings``' node (its home, Kafka, ports)."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")},
-           "MAILGATE_HOME": str(settings.home), "MAILGATE_NODE": "n1",
+           "MAILGATE_HOME": str(settings.home), "MAILGATE_NODE": settings.node,
            "MAILGATE_KAFKA__BOOTSTRAP_SERVERS": settings.bootstrap_servers,
            "MAILGATE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
            "MAILGATE_KAFKA__PRODUCE_TIMEOUT_S": str(settings.kafka.produce_timeout_s),
@@ -43,12 +54,7 @@ def run_service(name: str, settings: Settings, tmp: Path) -> subprocess.Popen[by
         env["MAILGATE_CONNECTOR__JOURNAL_PORT"] = str(settings.connector.journal_port)
     if settings.control.metrics_port:
         env["MAILGATE_CONTROL__METRICS_PORT"] = str(settings.control.metrics_port)
-    log = open(tmp / f"{name}-{uuid.uuid4().hex[:4]}.log", "wb")
-    try:
-        return subprocess.Popen([sys.executable, "-m", "control.cli", "service", name], env=env, cwd=tmp,
-                                stdout=log, stderr=subprocess.STDOUT)
-    finally:
-        log.close()
+    return env
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

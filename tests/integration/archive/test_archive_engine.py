@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from control.auth import Principal
-from control.engine import ServiceSpec
-from control.plane import ControlPlane
-from control.services import SERVICES
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
+from control.engine.services import SERVICES
+from control.engine.supervisor import ServiceSpec
+from control.server.auth import Principal
+from control.server.plane import ControlPlane
 from core.settings import ControlSettings, KafkaSettings, Settings
 from tests.integration.control.conftest import wait_until
 from tests.integration.control.test_control_engine_policies import RunningEngine, svc

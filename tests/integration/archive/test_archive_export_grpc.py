@@ -1,7 +1,8 @@
 """ExportArchive over gRPC (issue 10): an export far larger than gRPC's 4 MB default receive
 limit — one mail alone larger than it — comes through to a client with default channel
 options, as EML (byte for byte the mails stored) and as mbox (byte for byte the local export),
-streamed in chunks of at most 1 MiB; bad calls get their status before any chunk."""
+streamed in chunks of at most 1 MiB; bad calls get their status before any chunk. The control
+server asks a real maildepot-archiver process (another home, no store beside the server)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,19 @@ import base64
 import mailbox
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-from control.rpc import pb, pb_grpc
-from control.server import ControlServer
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
+from control.proto.rpc import pb, pb_grpc
+from control.server.service import ControlServer
 from core.settings import ControlSettings, KafkaSettings, Settings
 from egress.maildepot.search import Query, export
 from egress.maildepot.store import ArchiveStore
+from tests.integration.archive.archiver import archiver
 from tests.integration.archive.helpers import joined, mail, spooled
 from tests.support.kafka import Broker
 from tests.support.ports import free_port
@@ -48,6 +50,12 @@ def settings(broker: Broker, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def depot(settings: Settings, tmp_path: Path) -> Settings:
+    """The archiver's node: the same gateway (prefix), its own home with the store."""
+    return Settings(home=tmp_path / "depot", node="depot", kafka=settings.kafka)
+
+
+@pytest.fixture
 def stub(settings: Settings) -> Iterator[pb_grpc.ControlStub]:
     server = ControlServer(settings).start()
     try:
@@ -63,12 +71,18 @@ def call(stub: pb_grpc.ControlStub, fmt: int, token: str | None = ADMIN, **query
     return list(stub.ExportArchive(request, metadata=auth, timeout=60))
 
 
-def test_an_export_larger_than_the_receive_limit_as_eml_and_mbox(settings: Settings,
-                                                                 stub: pb_grpc.ControlStub) -> None:
+def test_an_export_larger_than_the_receive_limit_as_eml_and_mbox(settings: Settings, depot: Settings,
+                                                                 stub: pb_grpc.ControlStub, tmp_path: Path) -> None:
+    with archiver(depot, tmp_path / "logs"):
+        export_through_the_archiver(settings, depot, stub)
+    assert not settings.maildepot.path(settings.home).exists()  # the server never had a store
+
+
+def export_through_the_archiver(settings: Settings, depot: Settings, stub: pb_grpc.ControlStub) -> None:
     records = [spooled(n, raw=big_mail(n, 600_000)) for n in range(8)] + [spooled(99, raw=big_mail(99, 5 * MIB))]
-    store = ArchiveStore(settings.maildepot.path(settings.home))
+    store = ArchiveStore(depot.maildepot.path(depot.home))
     try:
-        assert len(store.store_batch(records, 30).stored) == len(records)
+        assert len(store.store_batch(records, 3650).stored) == len(records)
         local_mbox = b"".join(data for _, data in export(store, Query(limit=10_000), "mbox"))
     finally:
         store.close()
@@ -97,15 +111,19 @@ def test_an_export_larger_than_the_receive_limit_as_eml_and_mbox(settings: Setti
     assert list(found) == [records[-1]["mail_id"]]
 
 
-def test_bad_export_calls_get_a_status(settings: Settings, stub: pb_grpc.ControlStub) -> None:
+def test_bad_export_calls_get_a_status(depot: Settings, stub: pb_grpc.ControlStub, tmp_path: Path) -> None:
     def refused(fmt: int, token: str | None = ADMIN, **query: object) -> grpc.RpcError:
         with pytest.raises(grpc.RpcError) as caught:
             call(stub, fmt, token, **query)
         return caught.value
 
-    missing = refused(pb.EXPORT_FORMAT_EML)  # the archiver never ran on this node: no store
-    assert missing.code() == grpc.StatusCode.NOT_FOUND and "no archive store" in (missing.details() or "")
-    ArchiveStore(settings.maildepot.path(settings.home)).close()
+    missing = refused(pb.EXPORT_FORMAT_EML)  # no archiver runs anywhere: nobody answers
+    assert missing.code() == grpc.StatusCode.UNAVAILABLE and "no maildepot-archiver" in (missing.details() or "")
+    with archiver(depot, tmp_path / "logs"):
+        refused_by_the_archiver(refused)
+        assert call(stub, pb.EXPORT_FORMAT_MBOX) == []  # an empty store: an empty export, no error
+
+def refused_by_the_archiver(refused: Callable[..., grpc.RpcError]) -> None:
     assert refused(pb.EXPORT_FORMAT_UNSPECIFIED).code() == grpc.StatusCode.INVALID_ARGUMENT
     too_many = refused(pb.EXPORT_FORMAT_MBOX, limit=10_001)
     assert too_many.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit" in (too_many.details() or "")
@@ -113,4 +131,3 @@ def test_bad_export_calls_get_a_status(settings: Settings, stub: pb_grpc.Control
     assert refused(pb.EXPORT_FORMAT_MBOX, token="wrong").code() == grpc.StatusCode.UNAUTHENTICATED
     user = refused(pb.EXPORT_FORMAT_MBOX, token=USER)
     assert user.code() == grpc.StatusCode.PERMISSION_DENIED and "administrators" in (user.details() or "")
-    assert call(stub, pb.EXPORT_FORMAT_MBOX) == []  # an empty store: an empty export, no error

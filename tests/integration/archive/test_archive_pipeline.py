@@ -21,7 +21,7 @@ import aiosmtplib
 import grpc
 import pytest
 
-from control.rpc import pb, pb_grpc
+from control.proto.rpc import pb, pb_grpc
 from egress.maildepot.search import Query, search
 from egress.maildepot.store import ArchiveStore
 from tests.integration.archive.helpers import joined, mail

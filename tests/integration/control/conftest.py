@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 
-from control.rpc import pb, pb_grpc
-from control.services import SERVICES
+from control.engine.services import SERVICES
+from control.proto.rpc import pb, pb_grpc
 from tests.support.gateway import Gateway
 from tests.support.kafka import Broker
 from tests.support.ports import free_port

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from control.auth import Principal
-from control.engine import Engine, ServiceSpec
-from control.plane import ControlPlane
-from control.services import SERVICES
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
+from control.engine.services import SERVICES
+from control.engine.supervisor import Engine, ServiceSpec
+from control.server.auth import Principal
+from control.server.plane import ControlPlane
 from core.control_channel import PROCESS
 from core.settings import ControlSettings, KafkaSettings, Settings
 from tests.integration.control.conftest import ADMIN_TOKEN, USER, USER_TOKEN, diagnostics, listening, wait_until
@@ -87,8 +87,9 @@ def test_spam_filter_is_started_again_after_the_grace_period(settings: Settings,
         assert first.poll() is not None
         again = wait_until("spam-filter started again", lambda: svc(engine, "spam-filter").proc, timeout=10)
         assert again.pid != first.pid
-        desired = wait_until("the engine wrote its override", lambda: plane.desired.effective(
-            PROCESS, "node-p", "spam-filter"))
+        # the plane follows control.desired in a thread: until it reads the override, it has the stop
+        desired = wait_until("the engine wrote its override", lambda: (d := plane.desired.effective(
+            PROCESS, "node-p", "spam-filter")) and d["actor"].startswith("engine@") and d)
         assert desired["state"] == "running" and desired["actor"] == "engine@node-p"
         assert svc(engine, "smtp-client").state == "stopped"  # no grace for the others
         assert svc(engine, "smtp-client").proc is None

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
-from control.rpc import pb
+from control.proto.rpc import pb
 from core.kafka import make_producer
 from schemas import default_codec, new_mail_id, pack_message
 from tests.integration.control.conftest import USER, USER_TOKEN, Node, mailgate, row, wait_until

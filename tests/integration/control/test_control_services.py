@@ -22,8 +22,8 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from control.rpc import pb
-from control.services import SERVICES
+from control.engine.services import SERVICES
+from control.proto.rpc import pb
 from core.kafka import make_producer
 from schemas import default_codec, new_mail_id, pack_message
 from tests.integration.control.conftest import ADMIN_TOKEN, NODE, USER_TOKEN, Node, mailgate, row, wait_until

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from control.rpc import pb
+from control.proto.rpc import pb
 from core.control_channel import PROCESS, desired_key
 from schemas.topics import CONTROL_DESIRED
 from tests.integration.control.conftest import (

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import trustme
 
-from control.client import ControlClient, ControlError
-from control.rpc import pb
-from control.server import ControlServer
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
+from control.cli.client import ControlClient, ControlError
+from control.proto.rpc import pb
+from control.server.service import ControlServer
 from core.settings import ControlSettings, KafkaSettings, Settings
 from tests.integration.control.conftest import ADMIN_TOKEN
 from tests.support.kafka import Broker

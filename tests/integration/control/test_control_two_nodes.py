@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from control.rpc import pb
-from control.services import SERVICES
+from control.engine.services import SERVICES
+from control.proto.rpc import pb
 from tests.integration.control.conftest import Node, env_for, free_port_run, wait_until
 from tests.integration.control.test_control_services import refused, send
 from tests.support.gateway import Gateway

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.settings import KafkaSettings, Settings
 from ingress.pop3.settings import Pop3Account, TlsMode
 from tests.support.dovecot import Dovecot, Mailbox

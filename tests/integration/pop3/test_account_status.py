@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from control.pop3_status import account_rows, accounts_table
+from control.cli.pop3 import account_rows, accounts_table
 from core.settings import Settings
 from ingress.pop3.collector import AccountStatus
 from ingress.pop3.status import StatusReporter

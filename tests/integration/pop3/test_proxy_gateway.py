@@ -15,9 +15,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from control.pop3_status import AccountRow, account_rows
-from control.rpc import pb
-from control.services import SERVICES
+from control.cli.pop3 import AccountRow, account_rows
+from control.engine.services import SERVICES
+from control.proto.rpc import pb
 from core.settings import Settings
 from tests.integration.control.conftest import NODE, Node, env_for, free_port_run, wait_until
 from tests.support.dovecot import Dovecot, Mailbox, generated_mail

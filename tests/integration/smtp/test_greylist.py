@@ -11,7 +11,7 @@ import uuid
 import aiosmtplib
 from confluent_kafka import TopicPartition
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.kafka import make_consumer, make_producer
 from core.settings import KafkaSettings, Settings
 from ingress.smtp.filters.greylist import Triplet, triplet_key

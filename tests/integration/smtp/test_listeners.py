@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.settings import KafkaSettings, Settings
 from tests.support.kafka import Broker
 from tests.support.ports import free_port, wait_listening

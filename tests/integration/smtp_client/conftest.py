@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.kafka import make_producer
 from core.settings import KafkaSettings, Settings, SmtpClientSettings, SmtpServerSettings
 from egress.smtp_client.service import SmtpClient

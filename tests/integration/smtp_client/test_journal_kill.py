@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from egress.smtp_client.deliverylog import DeliveryLog, log_key
 from egress.smtp_client.journal import read_entries
 from schemas.topics import DELIVERY_LOG

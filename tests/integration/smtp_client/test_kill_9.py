@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.settings import Settings
 from tests.integration.smtp_client.conftest import Harness, message, settings_for
 from tests.integration.smtp_client.peers import Script, ScriptedSink

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from tests.integration.smtp_client.conftest import Harness, message, settings_for
 from tests.integration.smtp_client.peers import Script, ScriptedSink
 from tests.integration.smtp_client.test_kill_9 import service_env, start

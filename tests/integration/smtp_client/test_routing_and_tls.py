@@ -10,8 +10,8 @@ from pathlib import Path
 
 import trustme
 
-from control.auth import Principal
-from control.plane import ControlPlane
+from control.server.auth import Principal
+from control.server.plane import ControlPlane
 from core.control_channel import ControlChannel
 from tests.integration.smtp_client.conftest import Harness, message
 from tests.integration.smtp_client.peers import DroppingServer, ScriptedSink

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from control.reports import publish_report
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
+from control.server.reports import publish_report
 from core.kafka import make_producer
 from core.settings import KafkaSettings, Settings
 from schemas import default_codec, new_mail_id, pack_message

@@ -8,11 +8,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.gateway import Gateway
+from tests.support.kafka import Broker
+from tests.support.sink import Sink
 from tests.support.smtp import send_mail
 from tests.support.topics import read_topic
 from tests.unit.spam.spam_helpers import mutate, plain_spams
@@ -41,6 +44,13 @@ def wait_for(gw: Gateway, topic: str, predicate, timeout: float = 60.0) -> dict:
                 return record.value
         time.sleep(0.5)
     raise AssertionError(f"nothing matching on {topic} within {timeout:.0f}s:\n{gw.log()}")
+
+
+@pytest.fixture
+def gateway(broker: Broker, sink: Sink, tmp_path: Path) -> Iterator[Gateway]:
+    """A gateway whose spam filter starts from nothing (no base model): what reports teach it shows alone."""
+    with Gateway(broker.bootstrap_servers, tmp_path / "node", sink.address, MAILGATE_SPAM__BASE_MODEL="none") as gw:
+        yield gw
 
 
 def test_report_spam_then_ham_changes_the_next_verdict(gateway: Gateway, tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from control.reports import publish_report
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
+from control.server.reports import publish_report
 from core.kafka import make_producer
 from core.settings import KafkaSettings, Settings
 from schemas import default_codec
@@ -75,7 +75,7 @@ def test_a_report_changes_the_verdict_on_both_nodes_within_seconds(broker: Broke
     ensure_topics(settings)
     (spam,) = plain_spams(1)
     log = tmp_path / "spam-filters.log"
-    nodes = [SpamFilterProcess(broker, settings, log, MAILGATE_NODE=name) for name in ("a", "b")]
+    nodes = [SpamFilterProcess(broker, settings, log, MAILGATE_NODE=name, MAILGATE_SPAM__BASE_MODEL="none") for name in ("a", "b")]
     feed = Feed(settings, spam)
     try:
         # Nothing learnt: both nodes score near-duplicates, and neither calls them spam.

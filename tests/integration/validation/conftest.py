@@ -5,11 +5,15 @@ stop, freeze or reconfigure theirs."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from streams.validation.clamd import ClamdClient
 from tests.support.clamd import Clamd
+from tests.support.gateway import Gateway
+from tests.support.kafka import Broker
+from tests.support.sink import Sink
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +41,12 @@ def fresh_clamd() -> Iterator[Callable[..., Clamd]]:
     yield start
     for cd in started:
         cd.stop()
+
+
+@pytest.fixture
+def scanning_gateway(broker: Broker, sink: Sink, clamd: Clamd, tmp_path: Path) -> Iterator[Gateway]:
+    """The running gateway (`mailgate up`) scanning with the session's clamd."""
+    gw = Gateway(broker.bootstrap_servers, tmp_path / "node", sink.address,
+                 MAILGATE_VALIDATION__VIRUS_SCAN="true", MAILGATE_VALIDATION__CLAMD__ADDRESS=clamd.unix_address)
+    with gw:
+        yield gw

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaException
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.kafka import make_producer
 from core.settings import KafkaSettings, Settings
 from schemas import default_codec

@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.kafka import make_producer
 from schemas import default_codec
 from schemas.topics import CISS_SENDERS, TopicNames

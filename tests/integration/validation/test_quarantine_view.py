@@ -1,4 +1,4 @@
-"""The quarantine read model (control.quarantine_view, through control.queues' Python API) on
+"""The quarantine read model (control.server.quarantine_view, through control.server.queues' Python API) on
 a whole gateway: mail that message-validation quarantined is listed with its recipient,
 sender, subject, reason, time and size; a user sees only its own; release delivers the mail
 to the next hop through smtp-client; delete takes it out of the listing; a report goes to
@@ -14,9 +14,9 @@ from typing import TypeVar
 
 import pytest
 
-from control.auth import Principal
-from control.errors import NotFound
-from control.queues import Held, QueueBrowser
+from control.server.auth import Principal
+from control.server.errors import NotFound
+from control.server.queues import Held, QueueBrowser
 from tests.integration.validation.test_clamd import attach, message
 from tests.support.gateway import Gateway
 from tests.support.kafka import Broker

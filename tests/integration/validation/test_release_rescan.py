@@ -1,4 +1,4 @@
-"""A mail held because clamd was down is never delivered unscanned by a release (control.queues):
+"""A mail held because clamd was down is never delivered unscanned by a release (control.server.queues):
 on the whole gateway (`mailgate up`, the real broker, a real clamd started late), the release sends
 it back through message-validation under its mail id. Released while clamd is still down, it is
 held again; released once clamd is up, the EICAR mail lands in mail.virus and the clean one is
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from control.auth import Principal
-from control.queues import QueueBrowser
+from control.server.auth import Principal
+from control.server.queues import QueueBrowser
 from tests.integration.validation.test_clamd import eicar_forwarded, message
 from tests.integration.validation.test_quarantine_view import listed, wait_until
 from tests.support.clamd import Clamd

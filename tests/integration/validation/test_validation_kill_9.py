@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from confluent_kafka import TopicPartition
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.kafka import make_consumer, make_producer
 from core.settings import KafkaSettings, Settings
 from schemas import default_codec, new_mail_id, pack_message

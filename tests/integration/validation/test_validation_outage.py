@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from control.topics import ensure_topics
+from control.broker.topics import ensure_topics
 from core.kafka import make_producer
 from core.settings import KafkaSettings, Settings
 from schemas import default_codec

@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.validation.test_clamd import attach, eicar_forwarded, message
-from tests.support.clamd import Clamd
 from tests.support.gateway import Gateway
 from tests.support.kafka import Broker
 from tests.support.sink import Sink
 from tests.support.smtp import send_mail
-from tests.support.topics import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -25,23 +23,7 @@ def send(gw: Gateway, raw: bytes) -> str:
 
 
 def wait_routed(gw: Gateway, queue: str, mail_id: str, timeout: float = 60.0) -> dict:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for record in read_topic(gw.settings(), f"{gw.prefix}mail.{queue}"):
-            if record.value["mail_id"] == mail_id:
-                return record.value
-        time.sleep(0.5)
-    raise AssertionError(f"{mail_id} not on mail.{queue} within {timeout:.0f}s:\n{gw.log()}")
-
-
-@pytest.fixture
-def scanning_gateway(broker: Broker, sink: Sink, clamd: Clamd, tmp_path: Path):
-    gw = Gateway(broker.bootstrap_servers, tmp_path / "node", sink.address,
-                 MAILGATE_VALIDATION__VIRUS_SCAN="true", MAILGATE_VALIDATION__CLAMD__ADDRESS=clamd.unix_address)
-    with gw:
-        yield gw
+    return gw.wait_for_mail(f"mail.{queue}", mail_id, timeout)
 
 
 def test_each_mail_lands_in_its_queue(scanning_gateway: Gateway, sink: Sink) -> None:

@@ -9,14 +9,15 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from control.auth import Principal, Tokens, allowed, bearer
-from control.client import parse_duration
-from control.config_store import check_key, leaves, validate
-from control.engine import Engine, ServiceSpec
-from control.errors import InvalidArgument
-from control.metrics_feed import rejection_reason
-from control.node_link import env_name
-from control.queues import Held, apply_record
+from control.cli.client import parse_duration
+from control.engine.node_link import env_name
+from control.engine.supervisor import Engine, ServiceSpec
+from control.server.archive import one_answer
+from control.server.auth import Principal, Tokens, allowed, bearer
+from control.server.config_store import check_key, leaves, validate
+from control.server.errors import InvalidArgument, Unavailable
+from control.server.metrics_feed import rejection_reason
+from control.server.queues import Held, apply_record
 from core.control_channel import ALL_NODES, PROCESS, REFRESH, desired_key, effective, status_key
 from core.settings import Settings
 from schemas import default_codec, pack_message
@@ -158,3 +159,23 @@ def test_remote_support_is_never_started_by_an_old_or_expired_start() -> None:
             assert why in link.written[0][2] and link.written[0][1] == "stopped"
             engine._obey(svc)
             assert len(link.written) == 1  # answered once
+
+
+def reply(node: str, seq: int, kind: str, **fields: object) -> dict[str, object]:
+    return {"node": node, "seq": seq, "kind": kind, "code": "", "message": "", **fields}
+
+
+def test_an_archive_answer_is_one_nodes_replies_in_order() -> None:
+    replies = [reply("a", 0, "started"), reply("b", 0, "started"), reply("a", 1, "row", row={"mail_id": "m1"}),
+               reply("b", 1, "row", row={"mail_id": "m2"}), reply("a", 2, "done"), reply("a", 3, "row")]
+    assert [(r["node"], r["kind"]) for r in one_answer(replies)] == [("a", "started"), ("a", "row"), ("a", "done")]
+
+    gap = [reply("a", 0, "started"), reply("a", 2, "done")]  # reply 1 lost: never taken as whole
+    with pytest.raises(Unavailable, match="incomplete"):
+        list(one_answer(gap))
+    refused = [reply("a", 0, "started"), reply("a", 1, "error", code="INVALID_ARGUMENT", message="limit 0")]
+    with pytest.raises(InvalidArgument, match="limit 0"):
+        list(one_answer(refused))
+    failed = [reply("a", 0, "error", code="INTERNAL", message="disk full")]
+    with pytest.raises(Unavailable, match="disk full"):
+        list(one_answer(failed))

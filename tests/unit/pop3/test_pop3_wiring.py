@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from control.services import SERVICES
+from control.engine.services import SERVICES
 from core.settings import KafkaSettings, Settings
 from ingress.pop3.collector import AccountStatus, CycleReport
 from ingress.pop3.main import run_service

@@ -36,13 +36,23 @@ def test_clean_input_passes(chunks: list[bytes]) -> None:
     ([b"a\r\r\n"], "bare <CR> received"),
     ([b"\n"], "bare <LF> received"),
     ([b"EHLO a\x00b\r\n"], "NUL character received"),
-    ([b"x" * 99 + b"\r\n"], "line longer than 100 octets"),
-    ([b"x" * 60, b"x" * 60], "line longer than 100 octets"),  # no newline yet, already too long
-    ([b"ok\r\n" + b"x" * 200 + b"\r\nok\r\n"], "line longer than 100 octets"),  # a long line in the middle
-    ([b"x" * 60, b"x" * 39 + b"\r\nok\r\n"], "line longer than 100 octets"),  # carried over
+    ([b"x" * 200, b"a\nb"], "bare <LF> received"),  # still found after a long line
 ])
-def test_smuggling_shapes_and_long_lines_are_caught(chunks: list[bytes], problem: str) -> None:
+def test_smuggling_shapes_are_caught(chunks: list[bytes], problem: str) -> None:
     assert feed_all(chunks) == problem
+
+
+@pytest.mark.parametrize(("chunks", "overlong"), [
+    ([b"x" * 99 + b"\r\n"], True),
+    ([b"x" * 98 + b"\r\n"], False),  # 100 octets with CRLF: just fits
+    ([b"x" * 60, b"x" * 60], True),  # no newline yet, already too long
+    ([b"ok\r\n" + b"x" * 200 + b"\r\nok\r\n"], True),  # a long line in the middle
+    ([b"x" * 60, b"x" * 39 + b"\r\nok\r\n"], True),  # carried over
+])
+def test_long_lines_are_flagged_not_refused(chunks: list[bytes], overlong: bool) -> None:
+    guard = LineGuard(100)
+    assert [guard.feed(c) for c in chunks] == [None] * len(chunks)
+    assert guard.overlong is overlong
 
 
 def test_reset_starts_a_new_stream() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from control.delivery_history import Attempt, MailHistory, _attempts
+from control.cli.delivery_history import Attempt, MailHistory, _attempts
 
 
 def event(**fields: object) -> dict[str, object]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,20 @@ def mail(subject: str, body: str, sender: str = "news@shop.test", html: bool = F
     return (f"From: Shop <{sender}>\nTo: you@example.com\nSubject: {subject}\nDate: Mon, 1 Jan 2024 10:00:00 +0000\n"
             f"Message-ID: <{abs(hash(body))}@shop.test>\nMIME-Version: 1.0\n{extra}"
             f"Content-Type: {ctype}; charset=utf-8\n\n{body}\n").encode()
+
+
+def html_mail(html: str, subject: str = "hello", plain: str | None = None, **headers: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = headers.pop("sender", "Shop <offers@shop.test>")
+    msg["To"] = "alice@example.com"
+    msg["Subject"] = subject
+    msg["Date"] = "Thu, 04 Dec 2026 10:00:00 +0000"
+    msg["Message-ID"] = "<1@shop.test>"
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    if plain is None:
+        msg.set_content(html, subtype="html")
+    else:
+        msg.set_content(plain)
+        msg.add_alternative(html, subtype="html")
+    return msg.as_bytes()

@@ -11,6 +11,7 @@ from streams.spam.scoring import Report, SpamFilter
 from streams.spam.settings import SpamSettings
 
 DAY = 86_400_000
+BLANK = SpamSettings(base_model="none")  # these tests learn from nothing: no base model under the reports
 
 
 def report(raw: bytes, label: str, at: int = 1_000, role: str = "user", mail_id: str = "m1") -> Report:
@@ -23,7 +24,7 @@ def spam() -> bytes:
 
 
 def test_a_spam_report_turns_the_next_near_duplicate_to_spam(spam: bytes) -> None:
-    node = SpamFilter(node="gw1")
+    node = SpamFilter(BLANK, node="gw1")
     variant = mutate(spam, "Alice Jones", "v1")
     before = node.score(variant, now_ms=2_000)
     assert before.verdict != "spam" and before.matched == []
@@ -35,7 +36,7 @@ def test_a_spam_report_turns_the_next_near_duplicate_to_spam(spam: bytes) -> Non
 
 
 def test_every_node_learns_from_the_records_one_node_publishes(spam: bytes) -> None:
-    gw1, gw2 = SpamFilter(node="gw1"), SpamFilter(node="gw2")
+    gw1, gw2 = SpamFilter(BLANK, node="gw1"), SpamFilter(BLANK, node="gw2")
     published = [p.to_record() for p in gw1.learn(report(spam, "spam"))]
     assert all(gw2.apply_record(rec["pattern_id"], rec) for rec in published)
     assert not gw2.apply_record(published[0]["pattern_id"], published[0])  # the same record again: no change
@@ -45,7 +46,7 @@ def test_every_node_learns_from_the_records_one_node_publishes(spam: bytes) -> N
 
 
 def test_a_ham_report_retracts_the_spam_pattern(spam: bytes) -> None:
-    node = SpamFilter()
+    node = SpamFilter(BLANK)
     (spam_pattern,) = node.learn(report(spam, "spam", at=1_000))
     changed = node.learn(report(mutate(spam, "Carol", "h1"), "ham", at=2_000, mail_id="m2"))
     flipped = next(p for p in changed if p.pattern_id == spam_pattern.pattern_id)
@@ -56,7 +57,7 @@ def test_a_ham_report_retracts_the_spam_pattern(spam: bytes) -> None:
 
 
 def test_a_user_does_not_overrule_an_administrator(spam: bytes) -> None:
-    node = SpamFilter()
+    node = SpamFilter(BLANK)
     (admin_ham,) = node.learn(report(spam, "ham", role="admin"))
     assert node.learn(report(mutate(spam, "Eve", "u1"), "spam", at=2_000, role="user")) == []
     assert node.score(mutate(spam, "Eve", "u2"), now_ms=3_000).verdict == "ham"
@@ -67,7 +68,7 @@ def test_a_user_does_not_overrule_an_administrator(spam: bytes) -> None:
 
 
 def test_patterns_expire_unless_reported_or_hit(spam: bytes) -> None:
-    node = SpamFilter(SpamSettings(spam_ttl_days=2))
+    node = SpamFilter(SpamSettings(base_model="none", spam_ttl_days=2))
     (pattern,) = node.learn(report(spam, "spam", at=0))
     assert node.expire(now_ms=2 * DAY - 1) == []
     node.score(mutate(spam, "Fay", "e1"), now_ms=DAY)  # a hit renews it
@@ -79,7 +80,7 @@ def test_patterns_expire_unless_reported_or_hit(spam: bytes) -> None:
 
 
 def test_hit_counts_merge_per_node_and_newer_content_wins(spam: bytes) -> None:
-    gw1, gw2 = SpamFilter(node="gw1"), SpamFilter(node="gw2")
+    gw1, gw2 = SpamFilter(BLANK, node="gw1"), SpamFilter(BLANK, node="gw2")
     (pattern,) = gw1.learn(report(spam, "spam"))
     gw2.apply_record(pattern.pattern_id, pattern.to_record())
     for n in range(3):
@@ -99,7 +100,7 @@ def test_hit_counts_merge_per_node_and_newer_content_wins(spam: bytes) -> None:
 
 
 def test_pattern_record_and_bytes_round_trip(spam: bytes) -> None:
-    node = SpamFilter(node="gw1")
+    node = SpamFilter(BLANK, node="gw1")
     (pattern,) = node.learn(report(spam, "spam"))
     node.score(mutate(spam, "J", "r"), now_ms=9_000)
     pattern = node.store.get(pattern.pattern_id)
@@ -116,7 +117,7 @@ def test_pattern_record_and_bytes_round_trip(spam: bytes) -> None:
 
 
 def test_classifier_learns_from_patterns_and_unlearns_exactly() -> None:
-    node = SpamFilter(SpamSettings(classifier_min_patterns=5))
+    node = SpamFilter(SpamSettings(base_model="none", classifier_min_patterns=5))
     for n in range(6):
         node.learn(report(mail(f"cheap meds {n}", f"buy cheap pills now viagra discount pharmacy offer {n} " * 3),
                           "spam", mail_id=f"s{n}"))
@@ -139,7 +140,7 @@ def test_classifier_learns_from_patterns_and_unlearns_exactly() -> None:
 
 
 def test_report_validation() -> None:
-    node = SpamFilter()
+    node = SpamFilter(BLANK)
     with pytest.raises(ValueError):
         node.learn(report(mail("x", "y"), "spam", role="root"))
     with pytest.raises(ValueError):
@@ -161,7 +162,7 @@ def test_header_anomalies_become_classifier_tokens() -> None:
 
 
 def test_a_mail_too_short_to_fingerprint_matches_only_itself() -> None:
-    node = SpamFilter()
+    node = SpamFilter(BLANK)
     short = mail("hi", "call me 555 0100")
     assert node.features(short).print.signature is None
     (pattern,) = node.learn(report(short, "spam"))

@@ -31,6 +31,12 @@ _WITH_NATIVE = (classifier, lsh, mime, normalize, textprints, urls)
 
 
 @pytest.fixture(scope="module")
+def corpus_paths() -> list[str]:
+    return [str(p) for folder in FOLDERS for p in sorted(corpus_dir(folder).iterdir())
+            if p.is_file() and not p.name.startswith("cmds")]
+
+
+@pytest.fixture(scope="module")
 def corpus() -> list[tuple[str, bool, bytes]]:
     """(name, is spam, raw) of every mail of the corpus."""
     out = []
@@ -262,3 +268,31 @@ def test_random_urls_normalise_as_python_does() -> None:
             decided += 1
             assert (form or None) == urls.normalize_url_py(url), url
     assert decided > 5_000
+
+
+_FALLBACK_RUN = """
+import json, sys
+sys.modules["streams.spam._native"] = None  # the extension cannot be imported: the facade must choose Python
+from streams.spam.native import NATIVE
+from streams.spam.scoring import SpamFilter
+from streams.spam.classifier import TokenClassifier
+assert NATIVE is None and isinstance(SpamFilter().classifier, TokenClassifier)
+paths = json.load(sys.stdin)
+spam_filter = SpamFilter()
+print(json.dumps([spam_filter.score(open(p, "rb").read(), now_ms=1).score for p in paths]))
+"""
+
+
+def test_a_run_with_the_fallback_forced_scores_as_the_extension_does(corpus_paths: list[str]) -> None:
+    """A fresh interpreter in which the extension cannot be imported: ``streams.spam.native`` chooses the
+    Python code once, for every module, and the scores (base model, rules, classifier) are the same."""
+    import json
+    import subprocess
+    import sys
+
+    paths = random.Random(5).sample(corpus_paths, 300)
+    run = subprocess.run([sys.executable, "-c", _FALLBACK_RUN], input=json.dumps(paths), capture_output=True,
+                         text=True, timeout=300, cwd=Path(__file__).resolve().parents[3])
+    assert run.returncode == 0, run.stderr
+    spam_filter = SpamFilter()
+    assert json.loads(run.stdout) == [spam_filter.score(Path(p).read_bytes(), now_ms=1).score for p in paths]

@@ -80,7 +80,7 @@ def auth(dmarc: str = "pass", policy: str = "reject", dkim: str = "pass", spf: s
     ("bob@lax.test", "y@x.test", Findings(auth=auth("fail")), "out", "spam points 2.0 of 5: dmarc=fail (p=reject) +2.0"),
     ("bob@example.com", "y@x.test", Findings(spam_verdict="spam", spam_score=0.5), "spam", "spam filter: spam (0.50)"),
     ("bob@example.com", "y@x.test", Findings(spam_verdict="unsure", spam_score=0.5, content_hits=(RuleHit("r", 2, "body", "m"),)),
-     "spam", "spam: spam points 5.1 of 5: spam filter unsure (0.50) +3.1, rule r +2.0"),
+     "spam", "spam: spam points 5.8 of 5: spam filter unsure (0.50) +3.9, rule r +2.0"),
     ("bob@example.com", "y@x.test", Findings(auth=auth("none", dkim="fail", spf="softfail")), "out",
      "spam points 1.5 of 5: dkim=fail +1.0, spf=softfail +0.5"),
     ("carol@ciss.test", "y@x.test", Findings(), "ciss", "CISS: sender y@x.test is not confirmed"),

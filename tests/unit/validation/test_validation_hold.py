@@ -1,6 +1,6 @@
 """A mail held because clamd gave no answer, without I/O: what its record keeps for a rescan
 (routing.held_facts), the MailScored a release puts back before validation
-(control.queues.rescan_record), routing once per release (once.Routing.key), the per-batch
+(control.server.queues.rescan_record), routing once per release (once.Routing.key), the per-batch
 clamd backoff (virus.ScanBatch, with a client that fails as told) and the metrics of routing."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from control.quarantine_view import Held
-from control.queues import rescan_record, unscanned
+from control.server.quarantine_view import Held
+from control.server.queues import rescan_record, unscanned
 from core.publish import Encoder
 from streams.validation.agents import read_scored
 from core.settings import Settings

@@ -13,7 +13,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from streams.validation.mime import decode_base64, walk_message
+from streams.validation.decoders import decode_base64
+from streams.validation.mime import walk_message
 from streams.validation.settings import MimeLimits
 
 MiB = 1024 * 1024

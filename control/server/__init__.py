@@ -1,0 +1,1 @@
+"""control/server — control-server, the gRPC control plane (servicer, service layer, auth, serve())."""
