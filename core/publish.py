@@ -4,7 +4,9 @@ send it (acks=all, from the ``core.kafka`` factory) and wait for the broker's ac
 
 - ``Publisher``: ``await publisher.publish(topic, event)`` returns once the broker has
   the record. On an ``AsyncProducer`` (``Publisher.on(producer)``: ingress, egress),
-  or on anything with the same ``send`` (the Faust agents' ``streams.publish.FaustSend``).
+  or on anything with the same ``send`` (the Faust agents' ``streams.publish.faust_send``:
+  there Faust flushes its producer before it commits an offset, so the ack is awaited
+  per commit, not per record).
 - ``produce_and_wait``: one record from a thread on a plain confluent ``Producer``
   (control, the CLI), returned as the broker acknowledged it; ``produce_many``: a
   stream of them (feeders), flushed at the end.
