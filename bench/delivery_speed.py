@@ -41,9 +41,10 @@ import aiosmtplib
 from bench.scratch import start_scratch_broker
 from control.broker.topics import ensure_topics
 from core.kafka import make_producer
+from core.publish import Encoder, produce_many
 from control.settings import Settings
 from core.settings import KafkaSettings
-from schemas import default_codec, new_mail_id, pack_message
+from schemas import new_mail_id, pack_message
 from tests.support.ports import free_port, wait_listening
 
 
@@ -111,24 +112,15 @@ def run_mailgate(bootstrap: str, data: list[bytes], sink: SmtpSink, args: argpar
                         kafka=KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"b{uuid.uuid4().hex[:6]}.",
                                             partitions=2))
     ensure_topics(settings)
-    codec = default_codec()
+    encoder = Encoder()
     producer = make_producer(settings, "bench-feeder")
     now = int(time.time() * 1000)
     topic = f"{settings.kafka.topic_prefix}mail.out"
-    for raw in data:
-        mail_id = new_mail_id()
-        record = {"mail_id": mail_id, "event_time": now, "node": "bench", "queue": "out", "reasons": [],
-                  "destination": "example.com", "mail_from": "bench@outside.test", "rcpt_to": ["rcpt@example.com"],
-                  "received_time": now, "client_address": None, "size": len(raw), "message": pack_message(raw)}
-        while True:
-            try:
-                producer.produce(topic, key=b"example.com", value=codec.encode("MailRouted", record),
-                                 headers=codec.headers("MailRouted", mail_id))
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    assert producer.flush(60) == 0
+    records = ({"mail_id": new_mail_id(), "event_time": now, "node": "bench", "queue": "out", "reasons": [],
+                "destination": "example.com", "mail_from": "bench@outside.test", "rcpt_to": ["rcpt@example.com"],
+                "received_time": now, "client_address": None, "size": len(raw), "message": pack_message(raw)}
+               for raw in data)
+    produce_many(producer, topic, (encoder.envelope(r, event_type="MailRouted", key=b"example.com") for r in records))
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")},
            "MAILGATE_HOME": str(settings.home),
            "MAILGATE_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "MAILGATE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,

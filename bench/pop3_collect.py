@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 from core.logging import setup_logging  # noqa: E402
 from ingress.pop3.collector import AccountCollector, CycleReport  # noqa: E402
 from ingress.pop3.settings import Pop3Account  # noqa: E402
-from ingress.pop3.kafka import KafkaUidlStore, MailInPublisher  # noqa: E402
+from core.publish import Publisher  # noqa: E402
+from ingress.pop3.kafka import KafkaUidlStore  # noqa: E402
 from ingress.pop3.uidls import MemoryUidlStore  # noqa: E402
 from schemas import Codec, default_codec  # noqa: E402
 from tests.support.dovecot import Dovecot, Mailbox, corpus_messages  # noqa: E402
@@ -61,22 +62,22 @@ class CodecPublisher:
 
     encode = True
 
-    async def publish(self, event: dict[str, Any]) -> None:
+    async def publish(self, topic: str, event: dict[str, Any], *, event_type: str | None = None) -> None:
         if self.encode:
             self.bytes += len(self.codec.encode("MailReceived", event))
         self.mail_ids.append(event["mail_id"])
 
 
-class KafkaPublisher(MailInPublisher):
+class KafkaPublisher(Publisher):
     """pop3-proxy's own publisher to mail.in (each event awaited until acks=all), counting."""
 
-    def __init__(self, codec: Codec, producer: Any, topic: str) -> None:
-        super().__init__(producer, topic, codec)
+    def __init__(self, codec: Codec, producer: Any) -> None:
+        super().__init__(producer.send, codec)
         self.mail_ids: list[str] = []
         self.bytes = 0  # raw mail bytes here: the encoded size is not seen
 
-    async def publish(self, event: dict[str, Any]) -> None:
-        await super().publish(event)
+    async def publish(self, topic: Any, event: Any, *, event_type: str | None = None, **kw: Any) -> None:
+        await super().publish(topic, event, event_type=event_type, **kw)
         self.bytes += event["size"]
         self.mail_ids.append(event["mail_id"])
 
@@ -127,8 +128,8 @@ def poplib_loop(dc: Dovecot, box: Mailbox, tls: str, n: int) -> tuple[float, int
 
 
 async def collect(acct: Pop3Account, publisher: Any, store: MemoryUidlStore,
-                  max_in_flight: int) -> tuple[float, CycleReport]:
-    c = AccountCollector(acct, publisher, store, "bench", max_in_flight=max_in_flight)
+                  max_in_flight: int, mail_in: str = "mail.in") -> tuple[float, CycleReport]:
+    c = AccountCollector(acct, publisher, store, "bench", max_in_flight=max_in_flight, mail_in=mail_in)
     began = time.monotonic()
     cpu = time.process_time()
     report = await c.collect_once()
@@ -161,10 +162,10 @@ def run_collect(args: argparse.Namespace, acct: Pop3Account) -> tuple[float, Cyc
 
         async def go() -> tuple[float, CycleReport, KafkaPublisher]:
             producer = AsyncProducer(settings, "pop3-bench")
-            kpub = KafkaPublisher(codec, producer, names.mail_in)
+            kpub = KafkaPublisher(codec, producer)
             store = KafkaUidlStore(producer, names(POP3_UIDLS))
             try:
-                secs, rep = await collect(acct, kpub, store, args.max_in_flight)
+                secs, rep = await collect(acct, kpub, store, args.max_in_flight, names.mail_in)
                 return secs, rep, kpub
             finally:
                 await asyncio.to_thread(producer.close, 10.0)

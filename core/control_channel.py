@@ -30,12 +30,14 @@ from confluent_kafka import Producer
 
 from core.kafka import make_producer
 from core.logging import get_logger
+from core.publish import Encoder
 from core.settings import GatewaySettings
-from core.tables import TableFollower
+from core.tables import DecodedTable
 from schemas import default_codec, new_mail_id
 from schemas.topics import CONTROL_DESIRED, CONTROL_STATUS, TopicNames
 
 log = get_logger("control-channel")
+_ENCODER = Encoder()
 
 PROCESS, CONSUMERS, REFRESH = "process", "consumers", "refresh"
 ACCOUNT = "account"  # aspect prefix of a collector's per-account status: account/<name> (pop3-proxy)
@@ -63,13 +65,6 @@ def effective(table: Mapping[str, Record], aspect: str, node: str, service: str)
     return max(found, key=lambda r: (r["event_time"], r["node"] != ALL_NODES), default=None)
 
 
-def event_headers(event_type: str, event_id: str) -> list[tuple[str, str | bytes | None]]:
-    """Readable headers of a control event (the codec's, with event-id for mail-id)."""
-    headers: list[tuple[str, str | bytes | None]] = [
-        (k, v) for k, v in default_codec().headers(event_type, event_id) if k != "mail-id"]
-    return [*headers, ("event-id", event_id.encode())]
-
-
 def produce_event(producer: Producer, topic: str, key: str, event_type: str, record: Record) -> None:
     """Queues one control event; ``event_id`` and ``event_time`` are filled in when missing."""
     record.setdefault("event_time", now_ms())
@@ -77,53 +72,21 @@ def produce_event(producer: Producer, topic: str, key: str, event_type: str, rec
     for f in default_codec().schema(event_type).fields:  # Avro's writer does not fill defaults in
         if f.name not in record and f.has_default:
             record[f.name] = f.default
-    producer.produce(topic, key=key.encode(), value=default_codec().encode(event_type, record),
-                     headers=event_headers(event_type, record["event_id"]))
+    envelope = _ENCODER.envelope(record, event_type=event_type, key=key, id_header="event-id")
+    producer.produce(topic, key=envelope.key, value=envelope.value, headers=[*envelope.headers])
     producer.poll(0)
 
 
-class DesiredTable:
+class DesiredTable(DecodedTable):
     """control.desired, followed in a thread and decoded: key → ServiceDesired record."""
 
     def __init__(self, settings: GatewaySettings, on_change: Callable[[str, Record | None], None] | None = None,
                  name: str = "desired") -> None:
-        self._records: dict[str, Record] = {}
-        self._lock = threading.Lock()
-        self._on_change = on_change
-        self._follower = TableFollower(settings, TopicNames(settings.kafka.topic_prefix)(CONTROL_DESIRED),
-                                       self._apply, name=name)
-
-    def _apply(self, key: bytes, value: bytes | None) -> None:
-        record = None
-        if value is not None:
-            try:
-                record = default_codec().decode(value, expect="ServiceDesired").record
-            except ValueError as exc:
-                log.warning("unreadable desired-state record skipped", key=key.decode(errors="replace"),
-                            error=str(exc))
-                return
-        with self._lock:
-            if record is None:
-                self._records.pop(key.decode(), None)
-            else:
-                self._records[key.decode()] = record
-        if self._on_change is not None:
-            self._on_change(key.decode(), record)
-
-    def start(self, timeout: float = 30.0) -> DesiredTable:
-        self._follower.start(timeout)
-        return self
-
-    def stop(self) -> None:
-        self._follower.stop()
-
-    def snapshot(self) -> dict[str, Record]:
-        with self._lock:
-            return dict(self._records)
+        super().__init__(settings, TopicNames(settings.kafka.topic_prefix)(CONTROL_DESIRED), "ServiceDesired",
+                         on_change, name=name)
 
     def effective(self, aspect: str, node: str, service: str) -> Record | None:
-        with self._lock:
-            return effective(self._records, aspect, node, service)
+        return effective(self.snapshot(), aspect, node, service)
 
 
 class ControlChannel:

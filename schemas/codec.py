@@ -27,6 +27,8 @@ from typing import Any, NamedTuple, cast
 import avro.io
 import avro.schema
 
+from schemas.typed import Record
+
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
 SCHEMA_DIR = Path(__file__).parent
@@ -100,7 +102,9 @@ class Codec:
         self._by_fp.setdefault(fp, schema)
         return fp
 
-    def encode(self, event_type: str, record: dict[str, Any]) -> bytes:
+    def encode(self, event_type: str, record: dict[str, Any] | Record) -> bytes:
+        if isinstance(record, Record):  # a typed event (schemas/events.py)
+            record = record.to_record()
         try:
             writer = self._writers[event_type]
         except KeyError:

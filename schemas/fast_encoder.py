@@ -1,5 +1,5 @@
-"""schemas: a compiled Avro binary writer, for the events written once per mail
-(smtp-server's and pop3-proxy's MailReceived).
+"""schemas: a compiled Avro binary writer, used for every event published through
+``core.publish`` (smtp-server's and pop3-proxy's MailReceived first of all).
 
 The avro package validates every datum and walks the schema on every write (about
 a third of the CPU of an accepted mail). This compiles a schema once into nested
@@ -9,12 +9,14 @@ holds them to it); a record that does not fit the schema raises, as there.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any
 
 import avro.schema
 
 from schemas.codec import MAGIC, fingerprint
+from schemas.typed import Record
 
 Write = Callable[[list[bytes], Any], None]
 
@@ -51,7 +53,9 @@ def _branch_of(schema: avro.schema.Schema) -> Callable[[Any], bool]:
         "bytes": lambda v: isinstance(v, bytes), "boolean": lambda v: isinstance(v, bool),
         "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
         "long": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "array": lambda v: isinstance(v, list), "record": lambda v: isinstance(v, dict),
+        "array": lambda v: isinstance(v, list), "record": lambda v: isinstance(v, dict | Record),
+        "map": lambda v: isinstance(v, dict), "double": lambda v: isinstance(v, float | int),
+        "float": lambda v: isinstance(v, float | int),
         "enum": lambda v: isinstance(v, str) and v in schema.symbols,  # type: ignore[attr-defined]
     }
     if kind not in tests:
@@ -71,6 +75,20 @@ def compile_writer(schema: avro.schema.Schema) -> Write:
         return _bytes
     if kind == "boolean":
         return lambda out, v: out.append(b"\x01" if v else b"\x00")
+    if kind in ("double", "float"):
+        packer = struct.Struct("<d" if kind == "double" else "<f").pack
+        return lambda out, v: out.append(packer(v))
+    if kind == "map":
+        value = compile_writer(schema.values)  # type: ignore[attr-defined]
+
+        def mapping(out: list[bytes], v: dict[str, Any]) -> None:
+            if v:
+                _long(out, len(v))
+                for k, x in v.items():
+                    _string(out, k)
+                    value(out, x)
+            out.append(b"\x00")
+        return mapping
     if kind == "enum":
         index = {s: i for i, s in enumerate(schema.symbols)}  # type: ignore[attr-defined]
         return lambda out, v: _long(out, index[v])
@@ -98,9 +116,13 @@ def compile_writer(schema: avro.schema.Schema) -> Write:
     if kind in ("record", "error"):
         fields = [(f.name, compile_writer(f.type)) for f in schema.fields]  # type: ignore[attr-defined]
 
-        def record(out: list[bytes], v: dict[str, Any]) -> None:
-            for name, write in fields:
-                write(out, v.get(name))
+        def record(out: list[bytes], v: Any) -> None:
+            if type(v) is dict:
+                for name, write in fields:
+                    write(out, v.get(name))
+            else:  # a typed event (schemas/events.py): its attributes, no dict made on the way
+                for name, write in fields:
+                    write(out, getattr(v, name))
         return record
     raise TypeError(f"no fast writer for Avro type {kind}")
 
@@ -112,7 +134,7 @@ class FastEncoder:
         self._prefix = MAGIC + fingerprint(schema)
         self._write = compile_writer(schema)
 
-    def encode(self, record: dict[str, Any]) -> bytes:
+    def encode(self, record: dict[str, Any] | Record) -> bytes:
         out = [self._prefix]
         self._write(out, record)
         return b"".join(out)

@@ -6,6 +6,8 @@ import threading
 
 import zstandard
 
+from schemas.events import RawMessage
+
 _LOCAL = threading.local()
 _MIN_TO_COMPRESS = 256  # below this the zstd frame overhead outweighs the saving
 # A declared content size we refuse to inflate past: guards against zstd bombs.
@@ -35,9 +37,22 @@ def pack_message(raw: bytes) -> dict[str, object]:
     return {"compression": "ZSTD", "data": packed}
 
 
-def unpack_message(message: dict[str, object]) -> bytes:
-    data = message["data"]
+def packed(raw: bytes) -> RawMessage:
+    """``pack_message`` as the typed record the events carry."""
+    if len(raw) >= _MIN_TO_COMPRESS:
+        data = _compressor().compress(raw)
+        if len(data) < len(raw):
+            return RawMessage(compression="ZSTD", data=data)
+    return RawMessage(compression="NONE", data=raw)
+
+
+def unpack_message(message: dict[str, object] | RawMessage) -> bytes:
+    if isinstance(message, RawMessage):
+        data: object = message.data
+        compression: object = message.compression
+    else:
+        data, compression = message["data"], message["compression"]
     assert isinstance(data, bytes)
-    if message["compression"] == "ZSTD":
+    if compression == "ZSTD":
         return _decompressor().decompress(data, max_output_size=MAX_DECOMPRESSED)
     return data

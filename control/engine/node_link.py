@@ -24,8 +24,7 @@ from core.control_channel import (
 from core.kafka import make_producer
 from core.logging import get_logger
 from control.settings import Settings
-from core.tables import TableFollower
-from schemas import default_codec
+from core.tables import DecodedTable
 from schemas.topics import CONFIG, CONTROL_DESIRED, CONTROL_STATUS, TopicNames
 
 log = get_logger("engine")
@@ -43,35 +42,24 @@ class NodeLink:
         self._desired_topic, self._status_topic = names(CONTROL_DESIRED), names(CONTROL_STATUS)
         self.started_ms = now_ms()
         self.refresh_requested = threading.Event()
-        self._config: dict[str, str | None] = {}
-        self._lock = threading.Lock()
         self._producer = make_producer(settings, "engine")
         self._desired = DesiredTable(settings, self._desired_changed, name="engine")
-        self._config_follower = TableFollower(settings, names(CONFIG), self._config_changed, name="engine-config")
+        self._config = DecodedTable(settings, names(CONFIG), "ConfigChanged", name="engine-config")
 
     def start(self, timeout: float = 30.0) -> NodeLink:
         self._desired.start(timeout)
-        self._config_follower.start(timeout)
+        self._config.start(timeout)
         return self
 
     def stop(self) -> None:
         self._producer.flush(10)
         self._desired.stop()
-        self._config_follower.stop()
+        self._config.stop()
 
     def _desired_changed(self, key: str, record: Record | None) -> None:
         if (record is not None and key in (desired_key(REFRESH, self.node), desired_key(REFRESH, ALL_NODES))
                 and record["event_time"] >= self.started_ms):
             self.refresh_requested.set()
-
-    def _config_changed(self, key: bytes, value: bytes | None) -> None:
-        try:
-            record = default_codec().decode(value, expect="ConfigChanged").record if value else None
-        except ValueError as exc:
-            log.warning("unreadable config record skipped", key=key.decode(errors="replace"), error=str(exc))
-            return
-        with self._lock:
-            self._config[key.decode()] = record["value"] if record else None
 
     def effective(self, service: str) -> Record | None:
         """The process record of control.desired that applies to ``service`` on this node."""
@@ -79,8 +67,7 @@ class NodeLink:
 
     def config_env(self) -> dict[str, str]:
         """The configuration set through the control plane, as environment variables."""
-        with self._lock:
-            return {env_name(k): v for k, v in self._config.items() if v is not None}
+        return {env_name(k): r["value"] for k, r in self._config.snapshot().items() if r["value"] is not None}
 
     def write_desired(self, service: str, state: str, reason: str) -> None:
         """A policy of this engine overrides what control.desired says, for this node only."""

@@ -18,7 +18,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from control.server.errors import InvalidArgument, NotFound, Unavailable
-from core.kafka import make_consumer, make_producer
+from core.kafka import KafkaUnavailable, make_consumer, make_producer
+from core.publish import Encoder, produce_and_wait
 from control.settings import Settings
 from schemas import DecodeError, default_codec, new_mail_id
 from schemas.topics import ARCHIVE_REPLIES, ARCHIVE_REQUESTS, TopicNames
@@ -111,12 +112,13 @@ def _send(settings: Settings, names: TopicNames, action: str, actor: str, fields
               "expires_ms": now + int(FIRST_REPLY_S * 1000), "sender": "", "recipient": "", "subject": "",
               "text": "", "since_ms": None, "until_ms": None, "mail_ids": [], "limit": 100, "offset": 0,
               "format": "", "reason": None, **fields}
-    codec = default_codec()
     producer = make_producer(settings, "archive-asker")
-    producer.produce(names(ARCHIVE_REQUESTS), key=request_id.encode(), value=codec.encode("ArchiveRequest", record),
-                     headers=codec.headers("ArchiveRequest", request_id))
-    if producer.flush(settings.kafka.produce_timeout_s):
-        raise Unavailable(f"Kafka did not take the archive request within {settings.kafka.produce_timeout_s} s")
+    try:
+        produce_and_wait(producer, names(ARCHIVE_REQUESTS), Encoder().envelope(record, event_type="ArchiveRequest"),
+                         settings.kafka.produce_timeout_s)
+    except KafkaUnavailable as exc:
+        raise Unavailable(f"Kafka did not take the archive request within {settings.kafka.produce_timeout_s} s"
+                          f" ({exc})") from exc
     return request_id
 
 

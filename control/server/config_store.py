@@ -11,7 +11,6 @@ sets itself, and secrets (they would be stored in a topic in clear).
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from typing import Any, get_args, get_origin
 
@@ -26,8 +25,7 @@ from core.control_channel import now_ms, produce_event
 from core.kafka import make_producer
 from core.logging import get_logger
 from control.settings import Settings
-from core.tables import TableFollower
-from schemas import default_codec
+from core.tables import DecodedTable
 from schemas.topics import CONFIG, TopicNames
 
 log = get_logger("control-server")
@@ -129,34 +127,19 @@ class ConfigStore:
         self.settings = settings
         self.fields = FIELDS
         self._topic = TopicNames(settings.kafka.topic_prefix)(CONFIG)
-        self._changes: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
         self._producer = make_producer(settings, "control-config")
-        self._follower = TableFollower(settings, self._topic, self._apply, name="control-config")
+        self._changes = DecodedTable(settings, self._topic, "ConfigChanged", name="control-config")
 
     def start(self) -> ConfigStore:
-        self._follower.start()
+        self._changes.start()
         return self
 
     def stop(self) -> None:
         self._producer.flush(10)
-        self._follower.stop()
-
-    def _apply(self, key: bytes, value: bytes | None) -> None:
-        try:
-            record = default_codec().decode(value, expect="ConfigChanged").record if value else None
-        except ValueError as exc:
-            log.warning("unreadable config record skipped", key=key.decode(errors="replace"), error=str(exc))
-            return
-        with self._lock:
-            if record is None:
-                self._changes.pop(key.decode(), None)
-            else:
-                self._changes[key.decode()] = record
+        self._changes.stop()
 
     def get(self, key: str = "") -> list[Entry]:
-        with self._lock:
-            changes = dict(self._changes)
+        changes = self._changes.snapshot()
         if not key:
             return [self._entry(k, changes.get(k)) for k in sorted(changes) if changes[k]["value"] is not None]
         check_key(key)
@@ -180,14 +163,12 @@ class ConfigStore:
                                   "file of each node, not through the control plane (it would be kept in a topic)")
         if value is not None:
             validate(key, info, value)
-        with self._lock:
-            previous = self._changes.get(key)
+        previous = self._changes.get(key)
         record = {"key": key, "value": value, "previous": previous["value"] if previous else None,
                   "actor": principal.actor, "reason": reason or None, "event_time": now_ms()}
         produce_event(self._producer, self._topic, key, "ConfigChanged", record)
         if self._producer.flush(self.settings.kafka.produce_timeout_s):
             raise TimeoutError(f"{self._topic}: the change of {key} was not acknowledged by Kafka")
-        with self._lock:
-            self._changes[key] = record
+        self._changes.put(key, record)
         log.info("configuration changed", key=key, by=principal.actor, reset=value is None)
         return self._entry(key, record)

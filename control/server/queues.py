@@ -20,18 +20,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import Message
 
 from control.server.auth import Principal
 from control.server.errors import InvalidArgument, NotFound
 from control.server.quarantine_view import QUEUES, Held, QuarantineView, apply_record
 from control.server.reports import report_record
 from core.control_channel import now_ms
-from core.kafka import make_producer
+from core.kafka import KafkaUnavailable, make_producer
+from core.publish import Encoder, produce_and_wait
 from control.settings import Settings
-from schemas import default_codec, pack_message
+from schemas import default_codec, pack_message, packed
+from schemas.events import MailReceived, MailScored
 from schemas import topics as t
 from schemas.topics import TopicNames
+from schemas.typed import Record
 
 __all__ = ["QUEUES", "Held", "QueueBrowser", "apply_record", "queue_names", "rescan_record", "unscanned"]
 DEFAULT_LIMIT = 100
@@ -46,24 +49,20 @@ def unscanned(mail: Held) -> bool:
     return mail.queue == "quarantine" and bool(mail.record["reasons"]) and mail.record["reasons"][0].startswith(HELD)
 
 
-def rescan_record(mail: Held, raw: bytes, recipients: list[str], actor: str, node: str, now: int) -> dict[str, Any]:
+def rescan_record(mail: Held, raw: bytes, recipients: list[str], actor: str, node: str, now: int) -> MailScored:
     """The MailScored that puts a held mail back before message-validation, for these recipients:
     the MailReceived rebuilt from the held record (what validation reads of it), with the spam
     filter's verdict and the SPF result it had (``unsure`` when the record does not say)."""
-    codec, r = default_codec(), mail.record
+    r = mail.record
     facts = r["reasons"][1:]
     spam = next((m for line in facts if (m := SPAM_FACT.fullmatch(line))), None)
     spf = next((line.removeprefix(SPF_FACT) for line in facts if line.startswith(SPF_FACT)), None)
-    received: dict[str, Any] = {"mail_id": mail.mail_id, "event_time": r["received_time"], "node": r["node"],
-                                "origin": "UNKNOWN", "client_address": r.get("client_address"),
-                                "mail_from": r["mail_from"], "rcpt_to": recipients, "size": len(raw),
-                                "message": pack_message(raw), "spf": spf}
-    for f in codec.schema("MailReceived").fields:
-        received.setdefault(f.name, f.default if f.has_default else None)
+    received = MailReceived(mail_id=mail.mail_id, event_time=r["received_time"], node=r["node"], origin="UNKNOWN",
+                            client_address=r.get("client_address"), mail_from=r["mail_from"], rcpt_to=recipients,
+                            size=len(raw), message=packed(raw), spf=spf)
     why = f"released from hold by {actor}: " + ("the spam filter's verdict kept" if spam else "not scored again")
-    return {"mail_id": mail.mail_id, "event_time": now, "node": node, "score": float(spam[2]) if spam else 0.0,
-            "verdict": spam[1] if spam else "unsure", "matched": [], "reasons": [why],
-            "received": codec.encode("MailReceived", received)}
+    return MailScored(mail_id=mail.mail_id, event_time=now, node=node, score=float(spam[2]) if spam else 0.0,
+                      verdict=spam[1] if spam else "unsure", matched=[], reasons=[why], received=b"", mail=received)
 
 
 def queue_names(queue: str) -> list[str]:
@@ -79,6 +78,7 @@ class QueueBrowser:
         self.settings = settings
         self.names = TopicNames(settings.kafka.topic_prefix)
         self.codec = default_codec()
+        self.encoder = Encoder(self.codec)
         self._producer = make_producer(settings, "control-queues")
         self.view = QuarantineView(settings).start()  # catches up in the background
 
@@ -178,16 +178,13 @@ class QueueBrowser:
         self.view.wait_for({(written.topic(), written.partition()): written.offset() + 1})  # read your writes
         return written
 
-    def _send(self, topic: str, key: str, event_type: str, record: dict[str, Any],
+    def _send(self, topic: str, key: str, event_type: str, record: dict[str, Any] | Record,
               rescan: str | None = None) -> Message:
         """Produces one record; returns it as the broker acknowledged it (with its offset)."""
-        headers: list[tuple[str, str | bytes | None]] = list(self.codec.headers(event_type, record["mail_id"]))
-        if rescan is not None:  # validation examines the mail again, once per release (streams/validation/once.py)
-            headers.append(("rescan", rescan.encode()))
-        acked: list[tuple[KafkaError | None, Message]] = []
-        self._producer.produce(topic, key=key.encode(), value=self.codec.encode(event_type, record), headers=headers,
-                               on_delivery=lambda err, msg: acked.append((err, msg)))
-        if self._producer.flush(self.settings.kafka.produce_timeout_s) or not acked or acked[0][0] is not None:
-            error = acked[0][0].str() if acked and acked[0][0] else "no answer"
-            raise TimeoutError(f"{topic}: the {event_type} record was not acknowledged by Kafka ({error})")
-        return acked[0][1]
+        # rescan: validation examines the mail again, once per release (streams/validation/once.py)
+        extra = [("rescan", rescan.encode())] if rescan is not None else []
+        envelope = self.encoder.envelope(record, event_type=event_type, key=key, extra=extra)
+        try:
+            return produce_and_wait(self._producer, topic, envelope, self.settings.kafka.produce_timeout_s)
+        except KafkaUnavailable as exc:
+            raise TimeoutError(f"{topic}: the {event_type} record was not acknowledged by Kafka ({exc})") from exc

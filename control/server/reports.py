@@ -7,10 +7,11 @@ import time
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr
 
-from core.kafka import make_producer
+from core.kafka import KafkaUnavailable, make_producer
+from core.publish import Encoder, Envelope, produce_and_wait, produce_many
 from control.settings import Settings
-from schemas import default_codec, new_mail_id, pack_message
 from core.tables import load_table
+from schemas import new_mail_id, pack_message
 from schemas.topics import SPAM_PATTERNS, SPAM_REPORTS, TopicNames
 
 LABELS = ("spam", "ham")
@@ -33,14 +34,13 @@ def publish_report(settings: Settings, raw: bytes, label: str, reporter: str, ro
                    mail_id: str | None = None) -> str:
     """Publishes one report; returns its mail id once the broker acknowledged it."""
     record = report_record(raw, label, reporter, role, mail_id)
-    codec = default_codec()
     producer = make_producer(settings, "reports")
-    errors: list[str] = []
-    producer.produce(TopicNames(settings.kafka.topic_prefix)(SPAM_REPORTS), key=str(record["mail_id"]).encode(),
-                     value=codec.encode("SpamReport", record), headers=codec.headers("SpamReport", str(record["mail_id"])),
-                     on_delivery=lambda err, _msg: errors.append(err.str()) if err else None)
-    if producer.flush(settings.kafka.produce_timeout_s + 5) or errors:
-        raise ConnectionError(f"report not acknowledged by Kafka at {settings.bootstrap_servers}: {errors}")
+    envelope = Encoder().envelope(record, event_type="SpamReport")
+    try:
+        produce_and_wait(producer, TopicNames(settings.kafka.topic_prefix)(SPAM_REPORTS), envelope,
+                         settings.kafka.produce_timeout_s + 5)
+    except KafkaUnavailable as exc:
+        raise ConnectionError(f"report not acknowledged by Kafka at {settings.bootstrap_servers}: {exc}") from exc
     return str(record["mail_id"])
 
 
@@ -51,10 +51,8 @@ def reset_spam_filter(settings: Settings) -> int:
     topic = TopicNames(settings.kafka.topic_prefix)(SPAM_PATTERNS)
     live = load_table(settings, topic, timeout=settings.kafka.produce_timeout_s + 5)
     producer = make_producer(settings, "spam-reset")
-    errors: list[str] = []
-    for key in live:
-        producer.produce(topic, key=key, value=None,
-                         on_delivery=lambda err, _msg: errors.append(err.str()) if err else None)
-    if producer.flush(settings.kafka.produce_timeout_s + 5) or errors:
-        raise ConnectionError(f"tombstones not acknowledged by Kafka at {settings.bootstrap_servers}: {errors[:3]}")
+    try:
+        produce_many(producer, topic, (Envelope(key, None, []) for key in live), settings.kafka.produce_timeout_s + 5)
+    except KafkaUnavailable as exc:
+        raise ConnectionError(f"tombstones not acknowledged by Kafka at {settings.bootstrap_servers}: {exc}") from exc
     return len(live)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 from core.control_channel import Record
 from core.logging import get_logger
 from control.settings import Settings
-from core.tables import TableFollower
-from schemas import default_codec
+from core.tables import DecodedTable
 from schemas.topics import CONTROL_STATUS, TopicNames
 
 log = get_logger("control-server")
@@ -17,34 +15,18 @@ log = get_logger("control-server")
 
 class StatusTable:
     def __init__(self, settings: Settings) -> None:
-        self._records: dict[str, Record] = {}
-        self._changed = threading.Condition()
-        self._follower = TableFollower(settings, TopicNames(settings.kafka.topic_prefix)(CONTROL_STATUS),
-                                       self._apply, name="control-status")
-
-    def _apply(self, key: bytes, value: bytes | None) -> None:
-        try:
-            record = default_codec().decode(value, expect="ServiceStatus").record if value else None
-        except ValueError as exc:
-            log.warning("unreadable status record skipped", key=key.decode(errors="replace"), error=str(exc))
-            return
-        with self._changed:
-            if record is None:
-                self._records.pop(key.decode(), None)
-            else:
-                self._records[key.decode()] = record
-            self._changed.notify_all()
+        self._table = DecodedTable(settings, TopicNames(settings.kafka.topic_prefix)(CONTROL_STATUS), "ServiceStatus",
+                                   name="control-status")
 
     def start(self, timeout: float = 30.0) -> StatusTable:
-        self._follower.start(timeout)
+        self._table.start(timeout)
         return self
 
     def stop(self) -> None:
-        self._follower.stop()
+        self._table.stop()
 
     def snapshot(self) -> list[Record]:
-        with self._changed:
-            return list(self._records.values())
+        return list(self._table.snapshot().values())
 
     def nodes(self) -> set[str]:
         return {r["node"] for r in self.snapshot()}
@@ -55,15 +37,15 @@ class StatusTable:
 
         def fresh() -> bool:
             latest = {n: 0 for n in nodes}
-            for r in self._records.values():
+            for r in self._table.snapshot().values():
                 if r["node"] in latest and r["aspect"] == "process":
                     latest[r["node"]] = max(latest[r["node"]], r["event_time"])
             return all(t >= after_ms for t in latest.values())
 
-        with self._changed:
+        with self._table.changed:
             while not fresh():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._changed.wait(left)
+                self._table.changed.wait(left)
         return True

@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 
 from core.kafka import make_consumer, make_producer
 from core.logging import get_logger
+from core.publish import Encoder
 from egress.maildepot.settings import Settings
 from egress.maildepot.answers import READ_ONLY, Refused, answer, open_store
 from schemas import DecodeError, default_codec
@@ -32,6 +33,7 @@ class Asked(threading.Thread):
         self.settings, self.directory, self.stopping = settings, directory, stopping
         self.names = TopicNames(settings.kafka.topic_prefix)
         self.codec = default_codec()
+        self.encoder = Encoder(self.codec)
         self.consumer = make_consumer(settings, self.names.group("maildepot-archiver.asked"), "maildepot-asked")
         self.producer = make_producer(settings, "maildepot-asked")
         topic = self.names(ARCHIVE_REQUESTS)
@@ -97,11 +99,10 @@ class Asked(threading.Thread):
         record = {"mail_id": request_id, "event_time": int(time.time() * 1000), "node": self.settings.node,
                   "seq": seq, "kind": kind, "row": None, "chunk_of": "", "data": b"", "last": False, "code": "",
                   "message": "", "counts": {}, "mail_ids": [], **fields}
-        value = self.codec.encode("ArchiveReply", record)
+        key, value, headers = self.encoder.envelope(record, event_type="ArchiveReply")
         while True:
             try:
-                self.producer.produce(self.names(ARCHIVE_REPLIES), key=request_id.encode(), value=value,
-                                      headers=self.codec.headers("ArchiveReply", request_id))
+                self.producer.produce(self.names(ARCHIVE_REPLIES), key=key, value=value, headers=[*headers])
                 return
             except BufferError:  # a large export outruns the broker: wait for room, never drop a piece
                 self.producer.poll(0.5)

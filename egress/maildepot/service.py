@@ -21,12 +21,13 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from core.control_channel import ControlChannel
 from core.kafka import make_consumer, make_producer
 from core.logging import get_logger
+from core.poison import Poison
+from core.publish import Encoder
 from egress.maildepot.settings import Settings
 from egress.maildepot import metrics
 from egress.maildepot.asked import Asked
 from egress.maildepot.store import ArchiveStore
 from schemas import DecodeError, default_codec
-from schemas.quarantine import unreadable_record
 from schemas.topics import ARCHIVE_SPOOL, MAIL_QUARANTINE, TopicNames
 
 log = get_logger("maildepot-archiver")
@@ -38,6 +39,8 @@ class Archiver:
         self.settings, self.store = settings, store
         self.names = TopicNames(settings.kafka.topic_prefix)
         self.codec = default_codec()
+        self.encoder = Encoder(self.codec)
+        self.poison = Poison(SERVICE, settings.node)
         # Static membership: a restarted archiver (crash, kill -9, the engine's restart) takes its
         # partitions back at once instead of waiting out the dead member's session timeout.
         self.consumer: Consumer = make_consumer(settings, self.names.group(SERVICE), SERVICE,
@@ -52,12 +55,9 @@ class Archiver:
         try:
             return self.codec.decode(msg.value() or b"", expect="ArchiveSpooled").record
         except DecodeError as exc:  # poison policy: kept whole on mail.quarantine, the partition moves on
-            record = unreadable_record((msg.key() or b"").decode(errors="replace") or None, msg.value() or b"",
-                                       str(exc), self.settings.node, SERVICE)
-            self.producer.produce(self.names(MAIL_QUARANTINE), key=record["mail_id"].encode(),
-                                  value=self.codec.encode("MailRouted", record),
-                                  headers=self.codec.headers("MailRouted", record["mail_id"]))
-            log.warning("quarantined unreadable record", mail_id=record["mail_id"], reason=str(exc))
+            record = self.poison.unreadable(msg.value(), exc, msg.key(), msg.headers())
+            key, value, headers = self.encoder.envelope(record)
+            self.producer.produce(self.names(MAIL_QUARANTINE), key=key, value=value, headers=headers)
             return None
 
     def handle(self, msgs: list[Message]) -> None:

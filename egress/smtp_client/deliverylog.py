@@ -5,8 +5,8 @@ DeliveryLog record with every recipient finished so far (accepted by the next
 hop, or bounced). The client writes it as soon as the next hop said 250 — before
 events, before the offset commit — and reads it before each attempt, so a
 record delivered again after a crash (``kill -9``) or a rebalance skips the
-recipients already done. Every instance tails the whole topic in a thread of
-its own; on start and on each partition assignment it first reads to the end.
+recipients already done. Every instance tails the whole topic (``core.tables.TableFollower``);
+on start and on each partition assignment it first reads to the end.
 A copy that is finished and whose offset is committed gets a tombstone.
 
 Each mark is first appended to this instance's local journal (``journal.py``), then
@@ -19,17 +19,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
-
-from core.kafka import AsyncProducer, make_consumer
+from core.kafka import AsyncProducer
 from core.logging import get_logger
+from core.publish import Publisher
 from egress.smtp_client.settings import Settings
+from core.tables import TableFollower
 from egress.smtp_client.journal import Entry, Journal
 from schemas import Codec, DecodeError
+from schemas.events import DeliveryLog as DeliveryLogRecord
 
 log = get_logger("smtp-client")
 
@@ -41,10 +41,6 @@ log = get_logger("smtp-client")
 # an instrumented client): under load what delays a mark is the process waiting for a core, and the
 # broker reading one request per connection at a time, not the client's request limit.
 MARK_NOW = {"linger.ms": 0}
-
-# A topic just created (or a broker restarting) answers these for a moment; waited out on start.
-NO_LEADER_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
-
 
 # durably(what, make the awaitable): retries a Kafka write until it is acknowledged.
 Durably = Callable[[str, Callable[[], Awaitable[None]]], Awaitable[None]]
@@ -60,17 +56,11 @@ class DeliveryLog:
         self.codec = codec
         self.node = settings.node
         self._done: dict[str, frozenset[str]] = {}
-        self._partitions: list[int] = []
-        self._seen: dict[int, int] = {}  # partition → next offset read (or end of partition)
         self._lock = threading.Lock()
-        self._closing = threading.Event()
         self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        self._consumer = make_consumer(settings, f"{topic}.tail.{uuid.uuid4().hex[:8]}", "smtp-client-log",
-                                       **{"enable.partition.eof": True})
-        # A consumer of its own for watermarks: the tailing one is busy in poll() (calls on it would wait).
-        self._meta = make_consumer(settings, f"{topic}.meta.{uuid.uuid4().hex[:8]}", "smtp-client-log-meta")
+        self._follower = TableFollower(settings, topic, self._apply, name="smtp-client-log")
         self._producer = AsyncProducer(settings, "smtp-client-log", **MARK_NOW)
-        self._thread = threading.Thread(target=self._tail, name="smtp-client-log-tail", daemon=True)
+        self._publisher = Publisher.on(self._producer, codec)
         # Per node and per log topic (which carries the prefix): never shared by two gateways.
         self.journal = Journal(settings.home / "smtp-client" / settings.node / topic,
                                settings.smtp_client.journal_fsync)
@@ -79,36 +69,17 @@ class DeliveryLog:
     # -- reading ---------------------------------------------------------------
 
     def start(self, timeout: float = 60.0) -> None:
-        meta = self._meta.list_topics(self.topic, timeout=timeout).topics.get(self.topic)
-        if meta is None or meta.error is not None:
-            raise RuntimeError(f"topic {self.topic} is missing: run `mailgate topics create`")
-        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-        self._partitions = sorted(meta.partitions)
         self._recovered = self.journal.open()
-        self._thread.start()
-        if not self.wait_caught_up(timeout):
-            raise RuntimeError(f"could not read {self.topic} to its end within {timeout:.0f}s")
+        self._follower.start(timeout)
 
-    def _tail(self) -> None:
-        while not self._closing.is_set():
-            msg = self._consumer.poll(0.2)
-            if msg is None:
-                continue
-            err, partition, offset = msg.error(), msg.partition() or 0, msg.offset() or 0
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    with self._lock:
-                        self._seen[partition] = max(self._seen.get(partition, 0), offset)
-                continue
-            raw_key = msg.key() or b""
-            key = raw_key.decode(errors="replace") if isinstance(raw_key, bytes) else raw_key
-            done = self._read_value(key, msg.value())
-            with self._lock:  # applied first, then counted as seen: caught up means known
-                if done is None:
-                    self._done.pop(key, None)
-                elif done:
-                    self._done[key] = self._done.get(key, frozenset()) | done
-                self._seen[partition] = offset + 1
+    def _apply(self, raw_key: bytes, value: bytes | None) -> None:
+        key = raw_key.decode(errors="replace")
+        done = self._read_value(key, value)
+        with self._lock:
+            if done is None:
+                self._done.pop(key, None)
+            elif done:
+                self._done[key] = self._done.get(key, frozenset()) | done
 
     def _read_value(self, key: str, value: bytes | None) -> frozenset[str] | None:
         """The recipients a record marks done; None for a tombstone (empty when unreadable)."""
@@ -122,26 +93,7 @@ class DeliveryLog:
 
     def wait_caught_up(self, timeout: float = 30.0) -> bool:
         """Blocks until everything written to the log before this call has been read."""
-        deadline = time.monotonic() + timeout
-        ends = {p: self._end_offset(p, deadline) for p in self._partitions}
-        while time.monotonic() < deadline:
-            with self._lock:
-                if all(self._seen.get(p, 0) >= end for p, end in ends.items() if end > 0):
-                    return True
-            time.sleep(0.02)
-        return False
-
-    def _end_offset(self, partition: int, deadline: float) -> int:
-        """The partition's end; waits out retriable errors (a topic just created has no leader yet)."""
-        while True:
-            try:
-                return int(self._meta.get_watermark_offsets(TopicPartition(self.topic, partition),
-                                                            timeout=max(deadline - time.monotonic(), 0.1))[1])
-            except KafkaException as exc:
-                err = exc.args[0]
-                if not (err.retriable() or err.code() in NO_LEADER_YET) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        return self._follower.wait_caught_up(timeout)
 
     def done(self, key: str) -> frozenset[str]:
         with self._lock:
@@ -172,11 +124,9 @@ class DeliveryLog:
         await self.journal.synced()
         with self._lock:
             done = self._done.get(entry.key, frozenset()) | frozenset(entry.recipients)
-        record = {"mail_id": entry.mail_id, "event_time": int(time.time() * 1000), "node": self.node,
-                  "destination": entry.destination, "done": sorted(done)}
-        value = self.codec.encode("DeliveryLog", record)
-        await self._producer.send(self.topic, entry.key.encode(), value,
-                                  self.codec.headers("DeliveryLog", entry.mail_id))
+        mark = DeliveryLogRecord(mail_id=entry.mail_id, event_time=int(time.time() * 1000), node=self.node,
+                                 destination=entry.destination, done=sorted(done))
+        await self._publisher.publish(self.topic, mark, key=entry.key)
         self.journal.acknowledged(entry)
 
     async def confirm(self, entry: Entry, durably: Durably) -> None:
@@ -210,7 +160,7 @@ class DeliveryLog:
         for key in keys:
             with self._lock:
                 self._done.pop(key, None)
-            sends.append(self._producer.send(self.topic, key.encode(), None))  # type: ignore[arg-type]
+            sends.append(self._publisher.send_raw(self.topic, key, None))
         await asyncio.gather(*sends, return_exceptions=True)
 
     @asynccontextmanager
@@ -229,10 +179,6 @@ class DeliveryLog:
                 self._key_locks[key] = (lock, users - 1)
 
     def close(self) -> None:
-        self._closing.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
-        self._consumer.close()
-        self._meta.close()
+        self._follower.stop()
         self._producer.close(10.0)
         self.journal.close()

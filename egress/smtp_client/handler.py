@@ -28,12 +28,14 @@ from egress.smtp_client.metrics import ATTEMPT, count
 from egress.smtp_client.pool import Pool
 from egress.smtp_client.retry import expired, retry_delay_s, retry_record, retry_topic
 from egress.smtp_client.routing import RouteError, Router
+from schemas.events import DeliveryFailed, MailDelivered
 from schemas.topics import TopicNames
+from schemas.typed import Record
 
 log = get_logger("smtp-client")
 
 # publish(event type, record, topic, key): returns once the broker has it (retries inside).
-Publish = Callable[[str, dict[str, Any], str, bytes], Awaitable[None]]
+Publish = Callable[[str, dict[str, Any] | Record, str, bytes], Awaitable[None]]
 
 
 def is_null_sender(mail_from: str) -> bool:
@@ -91,7 +93,7 @@ class Handler:
             outcome = await deliver(route, self.pool, routed["mail_from"], recipients, data, marks)
             ATTEMPT.observe(time.monotonic() - started)
             if outcome.accepted:
-                await self._event("MailDelivered", delivered_event(routed, outcome, attempt, self.settings.node))
+                await self._event(delivered_event(routed, outcome, attempt, self.settings.node))
                 count("delivered", len(outcome.accepted))
                 mlog.info("delivered", rcpt=len(outcome.accepted), next_hop=outcome.next_hop, attempt=attempt,
                           tls=outcome.tls.version if outcome.tls else None)
@@ -129,7 +131,7 @@ class Handler:
         await self.dlog.mark(routed["mail_id"], routed.get("destination"), failed, self.durably)
         for record in failed_events(routed, outcome, failed, attempt, self.settings.node, permanent=True,
                                     bounce_mail_id=bounce_id):
-            await self._event("DeliveryFailed", record)
+            await self._event(record)
         count("bounced", len(failed))
 
     async def _defer(self, routed: dict[str, Any], outcome: Outcome, failed: dict[str, Reply], attempt: int,
@@ -143,9 +145,9 @@ class Handler:
         await self.publish("MailRouted", record, topic, (routed.get("destination") or "").encode())
         for event in failed_events(routed, outcome, failed, attempt, self.settings.node, permanent=False,
                                    next_attempt_ms=due_ms):
-            await self._event("DeliveryFailed", event)
+            await self._event(event)
         count("deferred", len(failed))
         mlog.info("deferred", rcpt=len(failed), reply=reply.line, retry_in_s=delay, attempt=attempt, topic=topic)
 
-    async def _event(self, event_type: str, record: dict[str, Any]) -> None:
-        await self.publish(event_type, record, self.names.mail_delivery, record["mail_id"].encode())
+    async def _event(self, event: MailDelivered | DeliveryFailed) -> None:
+        await self.publish(event.EVENT_TYPE, event, self.names.mail_delivery, event.mail_id.encode())

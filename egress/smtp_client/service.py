@@ -29,6 +29,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from core.control_channel import ControlChannel
 from core.kafka import AsyncProducer, KafkaUnavailable, make_consumer
 from core.logging import get_logger
+from core.poison import Poison
+from core.publish import Publisher
 from egress.smtp_client.settings import Settings
 from egress.smtp_client.deliverylog import DeliveryLog
 from egress.smtp_client.handler import Handler
@@ -37,8 +39,8 @@ from egress.smtp_client.pool import Pool
 from egress.smtp_client.retry import DueGate
 from egress.smtp_client.routing import Router
 from schemas import Codec, default_codec, unpack_message
-from schemas.quarantine import unreadable_record
 from schemas.topics import DELIVERY_LOG, MAIL_RETRY, TopicNames
+from schemas.typed import Record
 
 log = get_logger("smtp-client")
 
@@ -81,6 +83,8 @@ class SmtpClient:
         self._kafka = ThreadPoolExecutor(1, thread_name_prefix="smtp-client-consumer")
         self.consumer: Consumer | None = None
         self.producer: AsyncProducer | None = None
+        self.publisher: Publisher | None = None
+        self.poison = Poison(SERVICE, settings.node)
         self.dlog: DeliveryLog | None = None
         self.handler: Handler | None = None
 
@@ -168,6 +172,7 @@ class SmtpClient:
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         self.producer = AsyncProducer(self.settings, SERVICE)
+        self.publisher = Publisher.on(self.producer, self.codec)
         self.dlog = DeliveryLog(self.settings, self.codec, self.names(DELIVERY_LOG))
         await asyncio.to_thread(self.dlog.start)
         # What a killed run had journalled but maybe not written to the log: before any record comes again.
@@ -326,25 +331,19 @@ class SmtpClient:
                 await self._sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    async def _publish(self, event_type: str, record: dict[str, Any], topic: str, key: bytes) -> None:
-        assert self.producer is not None
-        producer = self.producer
-        value = self.codec.encode(event_type, record)
-        headers = self.codec.headers(event_type, record["mail_id"])
+    async def _publish(self, event_type: str, record: dict[str, Any] | Record, topic: str, key: bytes) -> None:
+        assert self.publisher is not None
+        publisher = self.publisher
 
         async def send() -> None:
-            await producer.send(topic, key, value, headers)
+            await publisher.publish(topic, record, event_type=event_type, key=key)
 
         await self._durably(f"{event_type} to {topic}", send)
 
     async def _quarantine(self, msg: Message, raw: bytes, exc: Exception) -> None:
-        headers = dict(msg.headers() or [])
-        found = headers.get("mail-id") or b""
-        mail_id = (found.decode(errors="replace") if isinstance(found, bytes) else found) or None
-        record = unreadable_record(mail_id, raw, f"{type(exc).__name__}: {exc}", self.settings.node, SERVICE)
-        log.warning("quarantined unreadable record", mail_id=record["mail_id"], reason=record["reasons"][0],
-                    partition=msg.partition(), offset=msg.offset())
-        await self._publish("MailRouted", record, self.names.mail_quarantine, record["mail_id"].encode())
+        record = self.poison.unreadable(raw, exc, msg.key(), msg.headers(), partition=msg.partition(),
+                                        offset=msg.offset())
+        await self._publish("MailRouted", record, self.names.mail_quarantine, record.mail_id.encode())
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:

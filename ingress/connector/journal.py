@@ -32,12 +32,12 @@ class JournalHandler:
         try:
             await self.spool.put(record)
         except (KafkaUnavailable, TimeoutError) as exc:
-            log.warning("journal mail not taken", mail_id=record["mail_id"], error=str(exc))
+            log.warning("journal mail not taken", mail_id=record.mail_id, error=str(exc))
             metrics.JOURNAL_REFUSED.inc()
             return "451 4.3.0 Archive spool unavailable, try again later"
         metrics.JOURNALED.inc()
-        log.info("journaled", mail_id=record["mail_id"], size=len(raw), client=peer)
-        return f"250 2.0.0 Ok: archived as {record['mail_id']}"
+        log.info("journaled", mail_id=record.mail_id, size=len(raw), client=peer)
+        return f"250 2.0.0 Ok: archived as {record.mail_id}"
 
 
 def journal_server(settings: Settings, spool: Spool) -> Any:

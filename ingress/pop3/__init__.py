@@ -6,7 +6,7 @@
 - ``events``: MailReceived from a collected mail;
 - ``collector``: one account's cycle, schedule, backoff and status;
 - ``service``: ``serve()`` / ``Pop3Service``, all accounts of one service (wiring injected);
-- ``kafka``: the Kafka edge: ``MailInPublisher`` (mail.in), ``KafkaUidlStore`` (pop3.uidls);
+- ``kafka``: the Kafka edge: ``KafkaUidlStore`` (pop3.uidls); MailReceived goes to mail.in through ``core.publish``;
 - ``status``: each account's status to control.status (``mailgate pop3 status`` reads it);
 - ``main``: ``run_service()``, the process (`mailgate service pop3-proxy|pop3s-proxy`).
 """

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from core.logging import get_logger
+from core.metrics import MAILS
 from ingress.pop3.client import Listed, Pop3CommandError, Pop3Error, Pop3Session, Pop3TooLarge
 from ingress.pop3.events import mail_received
 from ingress.pop3.settings import Pop3Account
@@ -31,7 +32,9 @@ log = get_logger("pop3-proxy")
 
 
 class Publisher(Protocol):
-    async def publish(self, event: dict[str, Any]) -> None:
+    """``core.publish.Publisher`` (on the service's producer), or a test's in-memory one."""
+
+    async def publish(self, topic: Any, event: Any, *, event_type: str | None = None) -> Any:
         """Returns once the event is durable (Kafka acknowledged it); raises otherwise."""
         ...
 
@@ -141,9 +144,11 @@ class AccountCollector:
 
     def __init__(self, account: Pop3Account, publisher: Publisher, store: UidlStore, node: str, *,
                  max_in_flight: int = 256, max_in_flight_bytes: int = 64 * 1024 * 1024,
-                 backoff_max_s: float = 3600.0, sessions: asyncio.Semaphore | None = None) -> None:
+                 backoff_max_s: float = 3600.0, sessions: asyncio.Semaphore | None = None,
+                 mail_in: str = "mail.in", service: str = "pop3-proxy") -> None:
         self.account = account
-        self.publisher = publisher
+        self.publisher, self.mail_in = publisher, mail_in
+        self._published = MAILS.labels(service, "mail.in")  # /metrics: mailgate_mails_total
         self.ledger = UidlLedger(store, account.name)
         self.node = node
         self.max_in_flight = max_in_flight
@@ -253,9 +258,10 @@ class AccountCollector:
         mail_id = self.ledger.entries[m.uidl].mail_id  # reserved (pending) at the start of the cycle
         event = mail_received(raw, self.account, self.node, mail_id, session.tls)
         try:
-            await self.publisher.publish(event)
+            await self.publisher.publish(self.mail_in, event, event_type="MailReceived")
         except Exception as exc:
             raise CollectError(f"MailReceived not published ({type(exc).__name__}: {exc})") from exc
+        self._published.inc()
         try:
             await self.ledger.commit(m.uidl, mail_id)
         except Exception as exc:

@@ -25,13 +25,14 @@ log = get_logger("pop3-proxy")
 
 class Pop3Service:
     def __init__(self, settings: Pop3Settings, publisher: Publisher, uidl_store: UidlStore, *, node: str,
-                 service: str | None = None) -> None:
+                 service: str | None = None, mail_in: str = "mail.in") -> None:
         self.name = service or "pop3-proxy"
         sessions = asyncio.Semaphore(settings.max_sessions)
         self.collectors = [
             AccountCollector(account, publisher, uidl_store, node, max_in_flight=settings.max_in_flight,
                              max_in_flight_bytes=settings.max_in_flight_bytes,
-                             backoff_max_s=settings.backoff_max_s, sessions=sessions)
+                             backoff_max_s=settings.backoff_max_s, sessions=sessions, mail_in=mail_in,
+                             service=self.name)
             for account in settings.accounts_for(service)
         ]
 

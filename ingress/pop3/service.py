@@ -16,11 +16,11 @@ import signal
 
 from core.kafka import AsyncProducer
 from core.logging import get_logger
+from core.publish import Publisher
 from ingress.pop3.settings import Settings
-from ingress.pop3.kafka import KafkaUidlStore, MailInPublisher
+from ingress.pop3.kafka import KafkaUidlStore
 from ingress.pop3.scheduler import Pop3Service
 from ingress.pop3.status import StatusReporter
-from schemas import default_codec
 from schemas.topics import POP3_UIDLS, TopicNames
 
 log = get_logger("pop3-proxy")
@@ -54,8 +54,8 @@ async def run_service(settings: Settings, service: str, stop: asyncio.Event | No
         store = KafkaUidlStore(producer, names(POP3_UIDLS))
         entries = await asyncio.to_thread(store.restore, settings)
         log.info("UIDL ledger restored", service=service, entries=entries, topic=store.topic)
-        publisher = MailInPublisher(producer, names.mail_in, default_codec(), service)
-        pop3 = Pop3Service(settings.pop3, publisher, store, node=settings.node, service=service)
+        pop3 = Pop3Service(settings.pop3, Publisher.on(producer), store, node=settings.node, service=service,
+                           mail_in=names.mail_in)
         await asyncio.to_thread(reporter.forget_removed, settings, {a.name for a in accounts})
         for status in pop3.statuses():
             reporter.report(status)

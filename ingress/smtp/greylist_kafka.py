@@ -1,5 +1,5 @@
 """smtp-server: the greylisting state shared by every node, in the compacted topic
-smtp.greylist. A thread reads the topic from its start (no consumer group: every
+smtp.greylist. A ``core.tables.TableFollower`` reads the topic from its start (every
 node reads every partition) into the ``GreylistStore``; the store's writes go to the
 topic through the server's producer. ``sweep_forever`` tombstones the expired triplets
 now and then; every node drops a triplet when it reads its tombstone.
@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
-import uuid
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-
-from core.kafka import AsyncProducer, make_consumer
+from core.kafka import AsyncProducer
 from core.logging import get_logger
+from core.publish import Publisher
 from ingress.smtp.settings import Settings
+from core.tables import TableFollower
 from ingress.smtp.filters.greylist import Expiry, GreylistStore, Triplet
 
 log = get_logger("smtp-server")
@@ -29,27 +27,21 @@ log = get_logger("smtp-server")
 class GreylistSync:
     def __init__(self, settings: Settings, topic: str, producer: AsyncProducer) -> None:
         self.topic = topic
-        self.producer = producer
+        self.publisher = Publisher.on(producer)
         self.store = GreylistStore(self._publish)
-        self.loaded = threading.Event()
-        self.error: Exception | None = None
-        self._stop = threading.Event()
-        self._settings = settings
-        self._pending: set[asyncio.Task[object]] = set()
-        self._thread = threading.Thread(target=self._run, name="greylist-sync", daemon=True)
+        self._follower = TableFollower(settings, topic, self._apply, name="greylist")
 
     def start(self, timeout: float = 30.0) -> None:
         """Read the topic to its end before the server takes mail."""
-        self._thread.start()
-        if not self.loaded.wait(timeout):
-            raise TimeoutError(f"{self.topic} not read to its end within {timeout:.0f}s: is Kafka up?")
-        if self.error is not None:
-            raise RuntimeError(f"cannot read the greylisting state from {self.topic}: {self.error}") from self.error
+        try:
+            self._follower.start(timeout)
+        except TimeoutError:
+            raise TimeoutError(f"{self.topic} not read to its end within {timeout:.0f}s: is Kafka up?") from None
+        except RuntimeError as exc:
+            raise RuntimeError(f"cannot read the greylisting state from {self.topic}: {exc}") from exc
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self._follower.stop()
 
     async def sweep_forever(self, expiry: Expiry, interval_s: float) -> None:
         """Tombstone the expired triplets every ``interval_s`` (jittered, so the nodes do not
@@ -69,60 +61,9 @@ class GreylistSync:
         return gone
 
     def _publish(self, key: str, entry: Triplet | None) -> None:
-        value = None if entry is None else entry.to_bytes()  # None: a tombstone
-        loop = asyncio.get_running_loop()
-        task = loop.create_task(self.producer.send(self.topic, key.encode(), value, loop=loop))
-        self._pending.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[object]) -> None:
-        self._pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("greylist entry not written", topic=self.topic, error=str(task.exception()))
-
-    def _ends(self, consumer: Consumer) -> dict[int, int]:
-        """The end offset of every partition, retried while a new topic gets its leaders."""
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                meta = consumer.list_topics(self.topic, timeout=10).topics[self.topic]
-                if meta.error is not None:
-                    raise KafkaException(meta.error)
-                return {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
-                        for p in sorted(meta.partitions)}
-            except KafkaException:
-                if time.monotonic() > deadline or self._stop.is_set():
-                    raise
-                time.sleep(0.2)
-
-    def _run(self) -> None:
-        consumer = make_consumer(self._settings, group=f"greylist-{uuid.uuid4().hex}", client_id="greylist")
-        try:
-            ends = self._ends(consumer)
-            pending = {p for p, high in ends.items() if high > 0}
-            consumer.assign([TopicPartition(self.topic, p, 0) for p in ends])
-            if not pending:
-                self.loaded.set()
-            while not self._stop.is_set():
-                msg = consumer.poll(0.2)
-                if msg is None:
-                    continue
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        log.warning("greylist topic read error", error=str(err))
-                    continue
-                self._apply(msg.key(), msg.value())
-                part, offset = msg.partition() or 0, msg.offset() or 0
-                if part in pending and offset + 1 >= ends[part]:
-                    pending.discard(part)
-                    if not pending:
-                        self.loaded.set()
-        except Exception as exc:  # noqa: BLE001 - start() reports it: no greylisting without the state
-            self.error = exc
-            self.loaded.set()
-        finally:
-            consumer.close()
+        # None: a tombstone. Not awaited: a greylisting answer never waits for Kafka.
+        self.publisher.publish_soon(self.topic, None, key=key, value=None if entry is None else entry.to_bytes(),
+                                    what="greylist entry")
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if not key:

@@ -7,26 +7,21 @@ acknowledged it. Refused transactions are recorded as SmtpRejected events (no bo
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
 
 from core.kafka import KafkaUnavailable
 from core.logging import get_logger
 from core.metrics import LATENCY, MAILS, REJECTIONS
+from core.publish import Publisher
 from ingress.smtp.events import mail_received, sender, smtp_rejected
 from ingress.smtp.filters import Chain, Check, Client, Stage, Transaction, Verdict, reject, tempfail
 from ingress.smtp.filters.relay import RelayControl, relay_verdict
 
 log = get_logger("smtp-server")
 
-__all__ = ["GatewayHandler", "Publisher", "relay_verdict"]
-
-
-class Publisher(Protocol):
-    async def publish(self, event: dict[str, Any]) -> None: ...
-
-    def record_rejection(self, event: dict[str, Any]) -> None: ...
+__all__ = ["GatewayHandler", "relay_verdict"]
 
 
 def _client(session: Session) -> Client:
@@ -40,8 +35,10 @@ def _tx(envelope: Envelope) -> Transaction:
 
 
 class GatewayHandler:
-    def __init__(self, publisher: Publisher, chain: Chain, node: str, max_recipients: int) -> None:
-        self.publisher = publisher
+    def __init__(self, publisher: Publisher, chain: Chain, node: str, max_recipients: int, mail_in: str = "mail.in",
+                 rejected: str | None = None) -> None:
+        self.publisher = publisher  # MailReceived to ``mail_in`` (awaited); SmtpRejected to ``rejected`` (not)
+        self.mail_in, self.rejected = mail_in, rejected
         self.chain = chain
         self.node = node
         self.max_recipients = max_recipients
@@ -73,8 +70,8 @@ class GatewayHandler:
 
     def _record(self, client: Client, tx: Transaction, helo: str | None = None) -> None:
         event = smtp_rejected(client, tx, self.node, helo)
-        if event is not None:
-            self.publisher.record_rejection(event)
+        if event is not None and self.rejected is not None:  # a refusal never waits for Kafka
+            self.publisher.publish_soon(self.rejected, event, what="rejection")
 
     # -- SMTP hooks ------------------------------------------------------------------------
 
@@ -106,10 +103,10 @@ class GatewayHandler:
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         event = mail_received(envelope, session, self.node)
-        mail_id = event["mail_id"]
+        mail_id = event.mail_id
         started = time.monotonic()
         try:
-            await self.publisher.publish(event)
+            await self.publisher.publish(self.mail_in, event)
         except (KafkaUnavailable, TimeoutError) as exc:
             log.warning("not accepted: kafka unavailable", mail_id=mail_id, error=str(exc))
             REJECTIONS.labels("smtp-server", "queue").inc()
@@ -119,8 +116,8 @@ class GatewayHandler:
         _tx(envelope).accepted = True
         self._accept_latency.observe(time.monotonic() - started)  # DATA end to broker ack
         self._accepted.inc()
-        log.debug("accepted", mail_id=mail_id, mail_from=event["mail_from"],
-                  rcpt=len(event["rcpt_to"]), size=event["size"], peer=event["client_address"])
+        log.debug("accepted", mail_id=mail_id, mail_from=event.mail_from,
+                  rcpt=len(event.rcpt_to), size=event.size, peer=event.client_address)
         return f"250 2.0.0 Ok: queued as {mail_id}"
 
     def _refuse(self, session: Session, verdict: Verdict, address: str) -> str:

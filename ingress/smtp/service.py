@@ -14,13 +14,12 @@ import asyncio
 import multiprocessing
 import signal
 import ssl
-from typing import Any
 
 from core.kafka import AsyncProducer
 from core.logging import get_logger
+from core.publish import Publisher
 from ingress.smtp.settings import Settings
 from ingress.smtp.auth import Authenticator
-from schemas.fast_encoder import FastEncoder
 from ingress.smtp.engine import SmtpEngine
 from ingress.smtp.filters import build_chain
 from ingress.smtp.filters.greylist import Expiry
@@ -28,50 +27,10 @@ from ingress.smtp.greylist_kafka import GreylistSync
 from ingress.smtp.handler import GatewayHandler
 from ingress.smtp.protocol import ConnectionTracker
 from ingress.smtp.tls import server_context
-from schemas import Codec, default_codec
+from schemas import default_codec
 from schemas.topics import SMTP_GREYLIST, SMTP_REJECTED, TopicNames
 
 log = get_logger("smtp-server")
-
-
-class MailInPublisher:
-    """Publishes MailReceived events to mail.in (awaiting the ack) and SmtpRejected
-    events to smtp.rejected (not awaited: a refusal never waits for Kafka)."""
-
-    def __init__(self, producer: AsyncProducer, topic: str, codec: Codec, rejected_topic: str | None = None,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self.producer = producer
-        self.loop = loop  # the listener's loop, handed to each send (None: looked up per send)
-        self.topic = topic
-        self.codec = codec
-        self.rejected_topic = rejected_topic
-        self._pending: set[asyncio.Task[Any]] = set()
-        self._fast = FastEncoder(codec.schema("MailReceived"))
-
-    def encode(self, event: dict[str, Any]) -> bytes:
-        """codec.encode("MailReceived", ...), compiled (``encoding``): the same bytes, faster."""
-        return self._fast.encode(event)
-
-    async def publish(self, event: dict[str, Any]) -> None:
-        value = self.encode(event)
-        headers = self.codec.headers("MailReceived", event["mail_id"])
-        await self.producer.send(self.topic, event["mail_id"].encode(), value, headers, loop=self.loop)
-
-    def record_rejection(self, event: dict[str, Any]) -> None:
-        if self.rejected_topic is None:
-            return
-        value = self.codec.encode("SmtpRejected", event)
-        headers = self.codec.headers("SmtpRejected", event["mail_id"])
-        loop = self.loop or asyncio.get_running_loop()
-        task = loop.create_task(self.producer.send(self.rejected_topic, event["mail_id"].encode(), value, headers,
-                                                   loop=loop))
-        self._pending.add(task)
-        task.add_done_callback(self._sent)
-
-    def _sent(self, task: asyncio.Task[Any]) -> None:
-        self._pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("rejection not recorded", topic=self.rejected_topic, error=str(task.exception()))
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
@@ -153,9 +112,9 @@ async def _serve(settings: Settings, producer: AsyncProducer, greylist: Greylist
     cfg = settings.smtp_server
     chain = build_chain(settings, greylist.store if greylist else None)
     loop = asyncio.get_running_loop()
-    publisher = MailInPublisher(producer, names.mail_in, default_codec(), names(SMTP_REJECTED), loop)
+    publisher = Publisher.on(producer, default_codec(), loop)  # the loop handed to each send: no lookup per mail
     auth_offered = bool(cfg.auth.users)
-    handler = GatewayHandler(publisher, chain, settings.node, cfg.max_recipients)
+    handler = GatewayHandler(publisher, chain, settings.node, cfg.max_recipients, names.mail_in, names(SMTP_REJECTED))
     tls = server_context(cfg.tls, settings.hostname, settings.home) if cfg.tls.starttls or cfg.tls.port else None
     tracker = ConnectionTracker(-(-cfg.limits.max_connections // cfg.listeners), cfg.limits.max_connections_per_ip)
     authenticator = Authenticator(cfg.auth.users) if auth_offered else None

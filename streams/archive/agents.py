@@ -4,17 +4,19 @@ Its metrics (streams/archive/metrics.py): mails spooled, quarantined, and not ar
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import faust
 
 from core.control_channel import FaustGate
 from core.logging import get_logger
-from schemas import Codec, DecodeError
-from schemas.quarantine import unreadable_record
+from core.poison import Poison
+from schemas import Codec
 from schemas.topics import ARCHIVE_SPOOL, TopicNames
 from streams.archive import metrics
 from streams.archive.rules import NOT_ARCHIVED, choose, spooled, why_not
 from streams.archive.settings import ArchiveRule
+from streams.publish import faust_publisher
 from streams.topics import StreamTopics
 
 log = get_logger("message-archive")
@@ -25,20 +27,18 @@ def register(app: faust.App, topics: StreamTopics, codec: Codec, node: str, pref
              rules: Sequence[ArchiveRule], ours: Sequence[str], gate: FaustGate | None = None) -> None:
     gate = gate or FaustGate()
     spool = app.topic(TopicNames(prefix)(ARCHIVE_SPOOL), key_type=bytes, value_type=bytes, internal=False)
+    publisher = faust_publisher(codec)
+    poison = Poison(STAGE, node, publisher, topics.mail_quarantine)
+
+    def read(value: bytes) -> dict[str, Any]:
+        return codec.decode(value, expect="MailRouted").record
 
     @app.agent(topics.by_queue["archive"], name="archive")
     async def archive(stream: faust.StreamT) -> None:
         async for event in stream.events():
             await gate.wait()  # paused: this event and the rest stay unacknowledged (lag grows)
-            try:
-                mail = codec.decode(event.value, expect="MailRouted").record
-            except DecodeError as exc:  # poison policy: kept whole on mail.quarantine, the stage moves on
-                record = unreadable_record((event.key or b"").decode(errors="replace") or None,
-                                           event.value or b"", str(exc), node, STAGE)
-                log.warning("quarantined unreadable record", mail_id=record["mail_id"], reason=str(exc))
-                await topics.mail_quarantine.send(key=record["mail_id"].encode(),
-                                                  value=codec.encode("MailRouted", record),
-                                                  headers=codec.headers("MailRouted", record["mail_id"]))
+            mail = await poison.read(read, event.value, event.key, event.headers)
+            if mail is None:  # quarantined with the reason: the partition moves on
                 metrics.QUARANTINED.inc()
                 continue
             rule, way = choose(rules, mail, ours)
@@ -48,7 +48,6 @@ def register(app: faust.App, topics: StreamTopics, codec: Codec, node: str, pref
                 log.info("not archived", mail_id=mail["mail_id"], direction=way, reason=NOT_ARCHIVED[why])
                 continue
             record = spooled(mail, rule, way, node)
-            await spool.send(key=mail["mail_id"].encode(), value=codec.encode("ArchiveSpooled", record),
-                             headers=codec.headers("ArchiveSpooled", mail["mail_id"]))
+            await publisher.publish(spool, record, event_type="ArchiveSpooled")
             metrics.SPOOLED.inc()
             log.info("spooled", mail_id=mail["mail_id"], rule=rule.name, direction=way, verdict=record["verdict"])

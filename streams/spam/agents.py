@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import Any
 
 import faust
@@ -16,12 +17,14 @@ import faust
 from core.control_channel import FaustGate
 from core.logging import get_logger
 from streams.spam.settings import Settings
+from core.poison import Poison, mail_id_of
 from core.tables import TableFollower
 from schemas import Codec, DecodeError, unpack_message
-from schemas.quarantine import unreadable_record
+from schemas.events import MailReceived, MailScored
 from schemas.topics import SPAM_PATTERNS, TopicNames
 from streams.spam.metrics import count_report, count_scored
 from streams.spam.patterns import Pattern
+from streams.publish import faust_publisher
 from streams.spam.scoring import Report, Score, SpamFilter
 from streams.topics import StreamTopics
 
@@ -29,10 +32,17 @@ log = get_logger("spam-filter")
 STAGE = "spam-filter"
 
 
-def scored_record(mail: dict[str, Any], received: bytes, score: Score, node: str) -> dict[str, Any]:
-    return {"mail_id": mail["mail_id"], "event_time": int(time.time() * 1000), "node": node,
-            "score": float(score.score), "verdict": score.verdict, "matched": list(score.matched),
-            "reasons": list(score.reasons), "received": received}
+def scored_event(mail: MailReceived, score: Score, node: str) -> MailScored:
+    """The score with the mail inside, carried once (``received`` stays empty: schemas/MailScored.avsc)."""
+    return MailScored(mail_id=mail.mail_id, event_time=int(time.time() * 1000), node=node, score=float(score.score),
+                      verdict=score.verdict, matched=list(score.matched), reasons=list(score.reasons), received=b"",
+                      mail=mail)
+
+
+def read_mail(codec: Codec, value: bytes) -> tuple[MailReceived, bytes]:
+    """A mail.in record as its event and its raw message; raises on a record that is not one."""
+    mail = MailReceived.from_record(codec.decode(value, expect="MailReceived").record)
+    return mail, unpack_message(mail.message)
 
 
 def report_from(record: dict[str, Any]) -> Report:
@@ -65,34 +75,31 @@ def register(app: faust.App, topics: StreamTopics, codec: Codec, settings: Setti
     patterns_ready = asyncio.Event()  # set by follow_patterns once spam.patterns is read to its end
     wait_s = settings.spam.patterns_wait_s
 
+    publisher = faust_publisher(codec)
+    poison = Poison(STAGE, node, publisher, topics.mail_quarantine)
+    read = partial(read_mail, codec)
+
     async def publish_pattern(pattern: Pattern | None, pattern_id: str) -> None:
-        value = None if pattern is None else codec.encode("SpamPattern", pattern_record(pattern))
-        headers = codec.headers("SpamPattern", pattern.mail_id if pattern else pattern_id)
-        await topics.spam_patterns.send(key=pattern_id.encode(), value=value, headers=headers)
+        if pattern is None:  # a tombstone: the pattern is gone on every node
+            await publisher.send_raw(topics.spam_patterns, pattern_id, None)
+        else:
+            await publisher.publish(topics.spam_patterns, pattern_record(pattern), event_type="SpamPattern",
+                                    key=pattern_id)
 
     @app.agent(topics.mail_in, name="score")
     async def score(stream: faust.StreamT) -> None:
         async for event in stream.events():
             await gate.wait()  # paused: this event and the rest stay unacknowledged (lag grows)
-            await table_loaded(patterns_ready, wait_s, (event.key or b"").decode(errors="replace") or None)
-            raw_event: bytes = event.value
-            try:
-                mail = codec.decode(raw_event, expect="MailReceived").record
-                raw = unpack_message(mail["message"])
-            except Exception as exc:  # DecodeError, or a body that does not unpack: poison policy
-                record = unreadable_record((event.key or b"").decode(errors="replace") or None, raw_event or b"",
-                                           f"{type(exc).__name__}: {exc}", node, STAGE)
-                log.warning("quarantined unreadable record", mail_id=record["mail_id"], reason=record["reasons"][0])
-                await topics.mail_quarantine.send(key=record["mail_id"].encode(),
-                                                  value=codec.encode("MailRouted", record),
-                                                  headers=codec.headers("MailRouted", record["mail_id"]))
+            await table_loaded(patterns_ready, wait_s, mail_id_of(event.key, event.headers))
+            found = await poison.read(read, event.value, event.key, event.headers)
+            if found is None:  # quarantined with the reason: the partition moves on
                 continue
-            result = spam.score(raw, mail["mail_from"], mail["rcpt_to"])
-            record = scored_record(mail, raw_event, result, node)
-            await topics.mail_scored.send(key=mail["mail_id"].encode(), value=codec.encode("MailScored", record),
-                                          headers=codec.headers("MailScored", mail["mail_id"]))
-            count_scored(result.verdict, record["score"])
-            log.info("scored", mail_id=mail["mail_id"], score=record["score"], verdict=result.verdict,
+            mail, raw = found
+            result = spam.score(raw, mail.mail_from, mail.rcpt_to)
+            scored = scored_event(mail, result, node)
+            await publisher.publish(topics.mail_scored, scored)
+            count_scored(result.verdict, scored.score)
+            log.info("scored", mail_id=mail.mail_id, score=scored.score, verdict=result.verdict,
                      matched=len(result.matched))
 
     @app.agent(topics.spam_reports, name="learn")

@@ -17,8 +17,8 @@ import faust
 from core.control_channel import FaustGate
 from core.logging import get_logger
 from core.metrics import MAILS, REJECTIONS
+from core.poison import Poison, mail_id_of
 from schemas import Codec, DecodeError, unpack_message
-from schemas.quarantine import unreadable_record
 from streams.topics import StreamTopics
 from streams.validation.inspect import SERVICE, Inspector
 from streams.validation.once import OnceRouter, Output, PlainRouter, Routing
@@ -39,6 +39,16 @@ def header(event: faust.EventT, name: str) -> str | None:
     return None
 
 
+def read_scored(codec: Codec, raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A mail.scored record and the MailReceived in it, in one decode (``mail``); a record of an
+    older spam-filter carries it encoded in ``received`` instead (a second decode, for those only)."""
+    scored = codec.decode(raw, expect="MailScored").record
+    mail = scored["mail"]
+    if mail is None:
+        mail = codec.decode(scored["received"], expect="MailReceived").record
+    return scored, mail
+
+
 def count(routes: list[Route]) -> None:
     """The metrics of one routed mail: once per queue it went to, and per check that held it."""
     for queue in sorted({r.queue for r in routes}):
@@ -52,19 +62,18 @@ def register(app: faust.App, topics: StreamTopics, codec: Codec, node: str, insp
              batch: int = 200, within_s: float = 0.1) -> None:
     gate = gate or FaustGate()
     scored_topic = topics.mail_scored.get_topic_name()
+    poison = Poison(SERVICE, node)  # its records go out in the routing transaction (once.py)
 
     async def examine(event: faust.EventT, scans: ScanBatch) -> tuple[str, list[Route]]:
         """One event's mail id and routes; an unreadable record: its quarantine route (never a block)."""
         raw: bytes = event.value
         try:
-            scored = codec.decode(raw, expect="MailScored").record
-            mail = codec.decode(scored["received"], expect="MailReceived").record
-        except DecodeError as exc:
-            mail_id = header(event, "mail-id") or (event.key or b"").decode(errors="replace") or None
-            record = unreadable_record(mail_id, raw or b"", str(exc), node, "message-validation")
-            log.warning("quarantined unreadable record", mail_id=record["mail_id"], reason=str(exc))
+            scored, mail = read_scored(codec, raw)
+        except DecodeError as exc:  # poison policy: the record goes to quarantine whole, in this transaction
             position = f"{scored_topic}/{event.message.partition}/{event.message.offset}"
-            return mail_id or position, [Route("quarantine", record["mail_id"].encode(), record, "unreadable")]
+            record = poison.unreadable(raw, str(exc), event.key, event.headers, position=position)
+            return mail_id_of(event.key, event.headers) or position, [
+                Route("quarantine", record.mail_id.encode(), record.to_record(), "unreadable")]
         try:
             raw_mail = unpack_message(mail["message"])
         except Exception as exc:  # a corrupt compressed body: the mail cannot be read

@@ -62,6 +62,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from core.kafka import AsyncProducer, make_consumer, producer_config
 from core.logging import get_logger
+from core.publish import Encoder, Publisher
 from streams.validation.settings import Settings
 from schemas import Codec, DecodeError
 from schemas.topics import VALIDATION_ROUTED, TopicNames
@@ -108,6 +109,7 @@ class PartitionRouter:
     def __init__(self, settings: Settings, codec: Codec, partition: int, marks: dict[str, dict[str, Any]],
                  producer: Producer, topic: str) -> None:
         self.settings, self.codec, self.partition = settings, codec, partition
+        self.encoder = Encoder(codec)
         self.marks, self.producer, self.topic = marks, producer, topic
         self.busy = asyncio.Lock()  # a revocation closes the producer only between two transactions
 
@@ -148,8 +150,7 @@ class PartitionRouter:
 
     def _produce(self, topic: str, key: bytes, event_type: str, record: dict[str, Any],
                  partition: int | None) -> None:
-        value = self.codec.encode(event_type, record)
-        headers = list(self.codec.headers(event_type, record["mail_id"]))
+        _key, value, headers = self.encoder.envelope(record, event_type=event_type, key=key)
         extra = {} if partition is None else {"partition": partition}
         while True:
             try:
@@ -288,11 +289,11 @@ class PlainRouter:
     def __init__(self, settings: Settings, codec: Codec) -> None:
         self.codec = codec
         self.producer = AsyncProducer(settings, "message-validation", **{"enable.idempotence": False})
+        self.publisher = Publisher.on(self.producer, codec)
 
     async def route(self, partition: int, batch: Sequence[Routing]) -> set[int]:
         """Writes every record of the batch and waits until the broker acknowledged them all."""
-        await asyncio.gather(*(self.producer.send(o.topic, o.key, self.codec.encode(o.event_type, o.record),
-                                                  self.codec.headers(o.event_type, o.record["mail_id"]))
+        await asyncio.gather(*(self.publisher.publish(o.topic, o.record, event_type=o.event_type, key=o.key)
                                for r in batch for o in r.outputs))
         return {r.offset for r in batch}
 

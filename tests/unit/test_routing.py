@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.poison import unreadable_record
 from schemas import pack_message
-from schemas.quarantine import unreadable_record
 from streams.validation.routing import decide
 
 
@@ -33,6 +33,6 @@ def test_no_recipients_goes_to_quarantine() -> None:
 
 def test_unreadable_record_is_kept_whole_with_the_reason() -> None:
     rec = unreadable_record(None, b"\x00garbage", "bad magic", "gw1", "smtp-client", now_ms=7)
-    assert rec["queue"] == "quarantine" and rec["message"]["data"] == b"\x00garbage"
-    assert rec["reasons"] == ["smtp-client: unreadable event: bad magic"]
-    assert len(rec["mail_id"]) == 26  # a fresh id when the record carried none
+    assert rec.queue == "quarantine" and rec.message.data == b"\x00garbage"
+    assert rec.reasons == ["smtp-client: unreadable event: bad magic"]
+    assert len(rec.mail_id) == 26  # a fresh id when the record carried none

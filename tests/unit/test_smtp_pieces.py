@@ -30,10 +30,10 @@ def test_mail_received_event_carries_the_mail_compressed() -> None:
     envelope.rcpt_tos = ["a@example.com"]
     envelope.original_content = b"Subject: hi\r\n\r\n" + b"body line\r\n" * 200
     event = mail_received(envelope, session, "gw1")
-    assert event["client_address"] == "192.0.2.9" and event["client_helo"] == "mx.outside.test"
-    assert event["size"] == len(envelope.original_content)
-    assert event["message"]["compression"] == "ZSTD"
-    assert unpack_message(event["message"]) == envelope.original_content
+    assert event.client_address == "192.0.2.9" and event.client_helo == "mx.outside.test"
+    assert event.size == len(envelope.original_content)
+    assert event.message.compression == "ZSTD"
+    assert unpack_message(event.message) == envelope.original_content
     default_codec().encode("MailReceived", event)  # it fits the schema
 
 
@@ -45,12 +45,12 @@ def test_outcome_events_per_recipient_group() -> None:
                               "c@example.com": Reply(451, "4.3.0 try later"),
                               "d@example.com": Reply(451, "4.3.0 try later")})
     events = outcome_events(routed, outcome, hop, attempt=2, node="gw1", now_ms=9)
-    kinds = [(t, r["rcpt_to"], r.get("permanent")) for t, r in events]
+    kinds = [(e.EVENT_TYPE, e.rcpt_to, getattr(e, "permanent", None)) for e in events]
     assert kinds == [("MailDelivered", ["a@example.com"], None),
                      ("DeliveryFailed", ["b@example.com"], True),
                      ("DeliveryFailed", ["c@example.com", "d@example.com"], False)]
-    for event_type, record in events:
-        default_codec().encode(event_type, record)
+    for event in events:
+        default_codec().encode(event.EVENT_TYPE, event)
     assert outcome.temporary == ["c@example.com", "d@example.com"] and outcome.permanent == ["b@example.com"]
 
 

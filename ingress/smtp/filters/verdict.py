@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from schemas import events
+
 
 class Action(enum.Enum):
     ACCEPT = "ACCEPT"
@@ -50,11 +52,11 @@ class Verdict:
     def at(self, stage: Stage, rcpt: str | None) -> Verdict:
         return replace(self, stage=stage, rcpt=rcpt)
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> events.Verdict:
         """The Avro ``Verdict`` record (MailReceived.verdicts, SmtpRejected.verdicts)."""
-        return {"filter": self.filter, "stage": self.stage.value if self.stage else "",
-                "action": self.action.value, "code": self.code or None, "status": self.status or None,
-                "reason": self.reason, "rcpt": self.rcpt}
+        return events.Verdict(filter=self.filter, stage=self.stage.value if self.stage else "",
+                              action=self.action.value, code=self.code or None, status=self.status or None,
+                              reason=self.reason, rcpt=self.rcpt)
 
 
 CONTINUE = Verdict(Action.CONTINUE)

@@ -22,7 +22,7 @@ class RecordingPublisher:
         self.fail_after = fail_after
         self.hang_from = hang_from
 
-    async def publish(self, event: dict[str, Any]) -> None:
+    async def publish(self, topic: Any, event: dict[str, Any], *, event_type: str | None = None) -> None:
         if self.fail_after is not None and len(self.events) >= self.fail_after:
             raise PublishFailed("the in-queue is unavailable (test)")
         self.events.append(event)

@@ -12,12 +12,12 @@ from collections.abc import Callable
 import pytest
 
 from core.kafka import AsyncProducer
+from core.publish import Publisher
 from control.settings import Settings
 from ingress.pop3.collector import AccountCollector, CollectError
-from ingress.pop3.kafka import KafkaUidlStore, MailInPublisher
+from ingress.pop3.kafka import KafkaUidlStore
 from ingress.pop3.settings import Pop3Account
 from ingress.pop3.uidls import UidlEntry
-from schemas import default_codec
 from schemas.topics import POP3_UIDLS, TopicNames
 from tests.support.dovecot import Dovecot, generated_mail
 from tests.support.topics import read_topic
@@ -49,11 +49,11 @@ async def test_crash_after_publish_refetches_once_under_the_same_mail_id(
     account = make_account(box)
     names = TopicNames(settings.kafka.topic_prefix)
     producer = AsyncProducer(settings, "pop3-test")
-    publisher = MailInPublisher(producer, names.mail_in, default_codec())
+    publisher = Publisher.on(producer)
     try:
         dying = await restored(settings, producer, DiesBeforeCollected)
         with pytest.raises(CollectError, match="will be published once more under the same id"):
-            await AccountCollector(account, publisher, dying, "gw-test").collect_once()
+            await AccountCollector(account, publisher, dying, "gw-test", mail_in=names.mail_in).collect_once()
         assert box.count() == 3  # nothing deleted: the ledger never said collected
         reserved = {u: e.mail_id for u, e in (await dying.load(account.name)).items()}
         assert len(reserved) == 3
@@ -62,13 +62,13 @@ async def test_crash_after_publish_refetches_once_under_the_same_mail_id(
         entries = await after_crash.load(account.name)
         assert {u: e.mail_id for u, e in entries.items()} == reserved
         assert {e.state for e in entries.values()} == {"pending"}
-        report = await AccountCollector(account, publisher, after_crash, "gw-test").collect_once()
+        report = await AccountCollector(account, publisher, after_crash, "gw-test", mail_in=names.mail_in).collect_once()
         assert (report.collected, report.deleted, box.count()) == (3, 3, 0)
 
         after_success = await restored(settings, producer)
         entries = await after_success.load(account.name)
         assert {u: (e.state, e.mail_id) for u, e in entries.items()} == {u: ("collected", m) for u, m in reserved.items()}
-        report = await AccountCollector(account, publisher, after_success, "gw-test").collect_once()
+        report = await AccountCollector(account, publisher, after_success, "gw-test", mail_in=names.mail_in).collect_once()
         assert (report.listed, report.forgotten) == (0, 3)  # gone from the server: tombstones
         assert await (await restored(settings, producer)).load(account.name) == {}
     finally:

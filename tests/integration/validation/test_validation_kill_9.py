@@ -48,7 +48,7 @@ def scored_mail(raw: bytes, rcpts: list[str], message: dict[str, Any] | None = N
     for field in codec.schema("MailReceived").fields:
         mail.setdefault(field.name, field.default if field.has_default else None)
     record = {"mail_id": mail_id, "event_time": mail["event_time"], "node": "n", "score": 0.0, "verdict": "ham",
-              "matched": [], "reasons": [], "received": codec.encode("MailReceived", mail)}
+              "matched": [], "reasons": [], "received": b"", "mail": mail}
     return mail_id, codec.encode("MailScored", record)
 
 

@@ -85,7 +85,7 @@ def test_mail_received_fits_the_schema() -> None:
 
 
 class NeverPublisher:
-    async def publish(self, event: dict[str, object]) -> None:
+    async def publish(self, topic: object, event: dict[str, object], *, event_type: str | None = None) -> None:
         raise AssertionError("not called")
 
 

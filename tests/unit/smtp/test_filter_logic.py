@@ -247,7 +247,7 @@ def test_rejection_event_fits_its_schema() -> None:
                      verdicts=[note("spf", "spf=fail").at(Stage.MAIL, None),
                                reject("relay", 550, "5.7.1", "Relay access denied").at(Stage.RCPT, "v@else.test")])
     event = smtp_rejected(Client(ip="192.0.2.1", helo="c.test"), tx, "gw1")
-    assert event is not None and event["stage"] == "RCPT" and event["code"] == 550
+    assert event is not None and event.stage == "RCPT" and event.code == 550
     decoded = default_codec().decode(default_codec().encode("SmtpRejected", event)).record
     assert decoded["verdicts"][1]["rcpt"] == "v@else.test"
     assert smtp_rejected(Client(ip="192.0.2.1"), Transaction(verdicts=[note("x", "y")]), "gw1") is None
@@ -258,7 +258,7 @@ def test_the_fast_mail_received_encoding_is_the_codecs() -> None:
 
     from ingress.smtp.events import mail_received
     from ingress.smtp.protocol import GatewayEnvelope, GatewaySession
-    from ingress.smtp.service import MailInPublisher
+    from core.publish import Encoder
 
     session = GatewaySession(loop=None)  # type: ignore[arg-type]
     session.peer, session.host_name = ("192.0.2.9", 4000), "mx.outside.test"
@@ -269,9 +269,9 @@ def test_the_fast_mail_received_encoding_is_the_codecs() -> None:
     envelope.tx.verdicts.append(note("spf", "spf=pass").at(Stage.MAIL, None))
     envelope.tx.spf = ("pass", "sender SPF authorized")
     codec = default_codec()
-    publisher = MailInPublisher(None, "mail.in", codec)  # type: ignore[arg-type]
+    encoder = Encoder(codec)
     for env in (envelope, Envelope()):
         event = mail_received(env, session, "gw1", mail_id="01M88VEJ91K48V10FW8NH70J07")
-        assert publisher.encode(event) == codec.encode("MailReceived", event)
-    decoded = codec.decode(publisher.encode(mail_received(envelope, session, "gw1"))).record
+        assert encoder.encode(event) == codec.encode("MailReceived", event)
+    decoded = codec.decode(encoder.encode(mail_received(envelope, session, "gw1"))).record
     assert decoded["spf"] == "pass" and decoded["authenticated"] == "bob" and decoded["verdicts"][0]["filter"] == "spf"
