@@ -70,7 +70,7 @@ class ArchiveReply(Record):
     kind: str
     row: ArchivedMail | None = None
     chunk_of: str = ''
-    data: bytes = ''
+    data: bytes = b''
     last: bool = False
     code: str = ''
     message: str = ''

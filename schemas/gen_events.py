@@ -74,6 +74,8 @@ def _default(f: avro.schema.Field) -> str:
         return " = field(default_factory=list)"
     if f.default == {}:
         return " = field(default_factory=dict)"
+    if f.type.type == "bytes" and isinstance(f.default, str):  # Avro writes a bytes default as a string
+        return f" = {f.default.encode('latin-1')!r}"
     return f" = {f.default!r}"
 
 

@@ -14,7 +14,6 @@ from collections.abc import Collection
 
 from core.kafka import AsyncProducer
 from core.logging import get_logger
-from core.metrics import MAILS
 from core.publish import Publisher
 from ingress.pop3.settings import Settings
 from core.tables import load_table

@@ -40,6 +40,10 @@ class Gateway:
             "MAILGATE_CONTROL__PORT": str(free_port()),
             "MAILGATE_CONTROL__REMOTE_SUPPORT_PORT": str(free_port()),
             "MAILGATE_CONTROL__METRICS_PORT_BASE": "0",
+            # transport tests send made-up mails and compare what arrives: no statistical spam verdict,
+            # no marking (tests/integration/spam tests the shipped base model and the marking as shipped)
+            "MAILGATE_SPAM__BASE_MODEL": "none",
+            "MAILGATE_VALIDATION__DECISION__MARK_UNSURE": "false",
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

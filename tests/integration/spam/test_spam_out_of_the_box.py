@@ -40,8 +40,8 @@ HAM = (b"From: Bob <bob@partner.test>\r\nTo: bob@example.com\r\nSubject: Re: bui
 @pytest.fixture
 def gateway(broker: Broker, sink: Sink, tmp_path: Path) -> Iterator[Gateway]:
     tags = json.dumps({"example.org": {"spam_subject_tag": "[SPAM?]"}})
-    with Gateway(broker.bootstrap_servers, tmp_path / "node", sink.address,
-                 MAILGATE_VALIDATION__DECISION__DOMAINS=tags) as gw:
+    with Gateway(broker.bootstrap_servers, tmp_path / "node", sink.address, MAILGATE_SPAM__BASE_MODEL="builtin",
+                 MAILGATE_VALIDATION__DECISION__MARK_UNSURE="true", MAILGATE_VALIDATION__DECISION__DOMAINS=tags) as gw:
         yield gw
 
 
