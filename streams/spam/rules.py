@@ -395,8 +395,6 @@ def _headers(ex: Extracted, mail_from: str, rcpt_to: Sequence[str], hits: list[s
     local = h.from_addr.partition("@")[0]
     if len(local) >= 8 and sum(c.isdigit() for c in local) >= 3:
         hits.append("from_local_digits")
-    if h.from_name and h.from_name == h.from_name.upper() and any(c.isalpha() for c in h.from_name):
-        pass  # folded to lower case already: no signal here
     if "in-reply-to" in names or "references" in names:
         hits.append("reply_headers")
     if "list-id" in names or "list-unsubscribe" in names:
