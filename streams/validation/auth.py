@@ -9,7 +9,6 @@ removed first (RFC 8601 §5): only we speak for us.
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -18,12 +17,12 @@ from typing import Any
 import authres
 import authres.dmarc
 
+from streams.validation import header_block
 from streams.validation.dkim_check import DkimResult, verify_dkim
 from streams.validation.dmarc import DmarcResult, check_dmarc
 from streams.validation.policy_settings import AuthSettings
 
 _HEADERS = BytesHeaderParser(policy=compat32)
-_CRLF = re.compile(rb"\r?\n")
 
 
 @dataclass(frozen=True)
@@ -88,20 +87,9 @@ class Authenticator:
 
 def with_header(raw: bytes, header: str, authserv_id: str) -> bytes:
     """The mail with ``header`` on top and any Authentication-Results of ours it came with removed."""
-    sep = re.search(rb"\r?\n\r?\n", raw)
-    head, body = (raw[:sep.start()], raw[sep.start():]) if sep else (raw, b"")
-    kept: list[bytes] = []
-    dropping = False
-    for line in _CRLF.split(head):
-        if line[:1] in (b" ", b"\t"):  # a continuation belongs to the field above it
-            if not dropping:
-                kept.append(line)
-            continue
-        name, _, value = line.partition(b":")
-        dropping = name.strip().lower() == b"authentication-results" and \
-            value.strip().split(b";")[0].split()[:1] == [authserv_id.encode()]
-        if not dropping:
-            kept.append(line)
-    eol = b"\r\n" if b"\r\n" in raw[:4096] or not raw else b"\n"
+    lines, body, eol = header_block.split(raw)
+    ours = [authserv_id.encode()]
+    kept = header_block.without(lines, lambda name, value: name == b"authentication-results"
+                                and value.strip().split(b";")[0].split()[:1] == ours)
     folded = header.replace("; ", ";" + eol.decode() + "\t")  # one method per line, never past 998 octets
     return folded.encode("utf-8") + eol + eol.join(kept) + body

@@ -14,9 +14,8 @@ is removed first: a sender must not mark its own mail as clean or as spam.
 
 from __future__ import annotations
 
-import re
+from streams.validation import header_block
 
-_CRLF = re.compile(rb"\r?\n")
 OUR_FIELDS = (b"x-spam-flag", b"x-spam-status")
 MAX_REASONS_CHARS = 600  # the header stays well under 998 octets a line once folded
 
@@ -29,31 +28,23 @@ def status_value(verdict: str, score: float, reasons: list[str]) -> str:
 
 def marked(raw: bytes, status: str, subject_tag: str = "") -> bytes:
     """The mail with X-Spam-Flag and X-Spam-Status on top (theirs removed), and the Subject tagged."""
-    sep = re.search(rb"\r?\n\r?\n", raw)
-    head, body = (raw[: sep.start()], raw[sep.start():]) if sep else (raw, b"")
-    eol = b"\r\n" if b"\r\n" in raw[:4096] or not raw else b"\n"
-    kept: list[bytes] = []
-    dropping = False
-    tag = subject_tag.encode("utf-8")
-    tagged = not tag
-    for line in _CRLF.split(head) if head else []:
-        if line[:1] in (b" ", b"\t"):  # a continuation belongs to the field above it
-            if not dropping:
-                kept.append(line)
-            continue
-        name, colon, value = line.partition(b":")
-        dropping = bool(colon) and name.strip().lower() in OUR_FIELDS
-        if dropping:
-            continue
-        if not tagged and colon and name.strip().lower() == b"subject":
-            tagged = True
-            if not value.strip().startswith(tag):
-                line = name + b": " + tag + b" " + value.lstrip()
-        kept.append(line)
-    if not tagged:  # no Subject at all: one with the tag
-        kept.append(b"Subject: " + tag)
+    lines, body, eol = header_block.split(raw)
+    kept = header_block.without(lines, lambda name, _value: name in OUR_FIELDS)
+    if subject_tag:
+        _tag_subject(kept, subject_tag.encode("utf-8"))
     ours = [b"X-Spam-Flag: YES", b"X-Spam-Status: " + _fold(status, eol.decode()).encode("utf-8", "replace")]
     return eol.join(ours + kept) + body
+
+
+def _tag_subject(lines: list[bytes], tag: bytes) -> None:
+    """The first Subject field starts with ``tag`` (once); a mail without one gets a Subject of the tag."""
+    for at, line in enumerate(lines):
+        name, colon, value = line.partition(b":")
+        if colon and line[:1] not in (b" ", b"\t") and name.strip().lower() == b"subject":
+            if not value.strip().startswith(tag):
+                lines[at] = name + b": " + tag + b" " + value.lstrip()
+            return
+    lines.append(b"Subject: " + tag)
 
 
 def _fold(value: str, eol: str, width: int = 76) -> str:
