@@ -26,6 +26,7 @@ import ingress.smtp.settings as smtp_server_
 import streams.archive.settings as archive_
 import streams.spam.settings as spam_
 import streams.validation.settings as validation_
+from control.web.settings import WebSettings
 
 #: What each stage's service is given (its module's ``Settings``), by section.
 STAGE_VIEWS: tuple[type[GatewaySettings], ...] = (
@@ -87,6 +88,7 @@ class Settings(SettingsLoader, GatewaySettings):
     connector: connector_.ConnectorSettings = Field(default_factory=connector_.ConnectorSettings)
     control: ControlSettings = Field(default_factory=lambda: ControlSettings())
     retention: QueueRetentionSettings = Field(default_factory=QueueRetentionSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @classmethod
     def moved_keys(cls) -> dict[str, str]:

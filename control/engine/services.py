@@ -147,6 +147,10 @@ SERVICES: dict[str, Service] = {s.name: s for s in (
     Service("control-server", "gRPC control plane for the administrator and user consoles",
             _entry("control-server", "control.server.service:run", None),
             lambda s: f"grpc{'s' if s.control.tls_cert_file else ''}://{s.control.host}:{s.control.port}"),
+    Service("web-console", "the administrator and user consoles in the browser",
+            _entry("web-console", "control.web.service:run", None),
+            lambda s: f"{'https' if s.web.tls_cert_file else 'http'}://{s.web.host}:{s.web.port} "
+                      f"(links in mail: {s.web.public_url})"),
     Service("remote-support", "diagnostics for remote maintenance; off unless an administrator starts it "
             "for a limited time", _entry("remote-support", "control.server.remote_support:run", None),
             lambda s: f"http://127.0.0.1:{s.control.remote_support_port}", auto_start=False),

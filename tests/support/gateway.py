@@ -39,6 +39,7 @@ class Gateway:
             # free ports, not the defaults: another gateway on this machine may hold 50051 and 9400+
             "MAILGATE_CONTROL__PORT": str(free_port()),
             "MAILGATE_CONTROL__REMOTE_SUPPORT_PORT": str(free_port()),
+            "MAILGATE_WEB__PORT": str(free_port()),
             "MAILGATE_CONTROL__METRICS_PORT_BASE": "0",
             # transport tests send made-up mails and compare what arrives: no statistical spam verdict,
             # no marking (tests/integration/spam tests the shipped base model and the marking as shipped)
