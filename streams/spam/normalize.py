@@ -123,7 +123,7 @@ def _fold_letters(text: str) -> str:
 
 def decode_bytes(data: bytes, declared: str | None) -> str:
     """Text from bytes whatever the declared charset says: it is tried, then UTF-8, then cp1252."""
-    if data.isascii():
+    if data.isascii() and b"\x1b" not in data:  # ISO-2022 text (Japanese, Korean) is 7-bit with escapes
         return data.decode("ascii")
     for charset in (declared, "utf-8"):
         if charset:

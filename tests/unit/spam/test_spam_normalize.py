@@ -28,6 +28,14 @@ def test_declared_charset_is_not_trusted() -> None:
     assert decode_bytes(b"\x81\x8d", "base64") == "\ufffd\ufffd"  # a bytes codec as charset, undefined bytes
 
 
+def test_seven_bit_iso_2022_text_is_decoded_by_its_charset() -> None:
+    # ISO-2022-JP is ASCII bytes with escape sequences: read as ASCII it was escape-code gibberish
+    jis = "しじみともものコラム".encode("iso-2022-jp")
+    assert jis.isascii()
+    assert decode_bytes(jis, "iso-2022-jp") == "しじみともものコラム"
+    assert decode_bytes(b"plain", "iso-2022-jp") == "plain"
+
+
 def test_html_to_text_drops_scripts_styles_comments_and_keeps_links() -> None:
     text, links = html_to_text(
         '<html><head><title>t</title><style>p{color:red}</style></head><body>'

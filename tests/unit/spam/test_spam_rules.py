@@ -82,6 +82,8 @@ def test_an_encoded_word_hiding_plain_ascii_is_seen() -> None:
     assert "encoded_word_needless" in hits_of(raw)
     accented = raw.replace(b"=?utf-8?B?RlJFRSBtb25leSBub3c=?=", b"=?utf-8?Q?caf=C3=A9?=")
     assert "encoded_word_needless" not in hits_of(accented)
+    japanese = raw.replace(b"=?utf-8?B?RlJFRSBtb25leSBub3c=?=", b"=?iso-2022-jp?B?GyRCJDckOCRfJEgkYiRiJE4lMyVpJWAbKEI=?=")
+    assert "encoded_word_needless" not in hits_of(japanese)  # 7-bit bytes, Japanese text
 
 
 def test_a_reply_in_a_thread_hits_the_reply_rule_and_no_spam_rule() -> None:
