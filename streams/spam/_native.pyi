@@ -38,3 +38,7 @@ class UrlForms:
     def simple(self, url: str) -> str | None: ...  # "": no web URL; None: the Python code decides
     @staticmethod
     def skeleton(normalized: str) -> str | None: ...
+
+class OddWords:
+    def __init__(self, bait: list[str]) -> None: ...
+    def scan(self, text: str) -> tuple[int, int, int, bool] | None: ...  # None: not ASCII, Python decides

@@ -25,6 +25,8 @@ from email.utils import mktime_tz, parsedate_tz
 from streams.spam.normalize import Extracted
 from streams.spam.urls import registrable_domain, url_host
 
+from streams.spam.native import NATIVE as _native
+
 # -- obfuscation: drug and finance words spelt to dodge word filters. Looked up per distinct word (a
 # few hundred a mail) with look-alike characters mapped back, not by one regex over the text: an
 # alternation of spelling patterns tried at every position cost ~0.4 ms a mail
@@ -75,12 +77,14 @@ _BRANDS = {"paypal": ("paypal.com",), "ebay": ("ebay.com", "ebay.co.uk", "ebay.d
 # -- HTML: looked at in the raw markup (normalize keeps it), by regexes: a parser per mail would cost
 # more than all of scoring (~0.3 ms), and what is looked for is visible in the tags themselves
 # these run on the lower-cased markup
-_HIDDEN_RE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*[01](?:\.\d+)?\s*(?:px|pt)"
-                        r"|<font[^>]+size\s*=\s*[\"']?[-+]?[01]\b")
+# each alternative its own regex: one that starts with a literal is searched for that literal first (fast), an
+# alternation is tried at every position
+_HIDDEN_RES = tuple(map(re.compile, (r"display\s*:\s*none", r"visibility\s*:\s*hidden",
+                                     r"font-size\s*:\s*[01](?:\.\d+)?\s*(?:px|pt)", r"<font[^>]+size\s*=\s*[\"']?[-+]?[01]\b")))
 _WHITE_FONT_RE = re.compile(r"color\s*[:=]\s*[\"']?\s*(?:#f{3}(?:f{3})?|white|#fefefe|#fdfdfd)\b")
 _PASSWORD_RE = re.compile(r"type\s*=\s*[\"']?password|name\s*=\s*[\"']?(?:pin|cvv|ccnum|cardnumber|ssn)\b")
-_LARGE_FONT_RE = re.compile(r"<font[^>]+size\s*=\s*[\"']?(?:\+[2-9]|[5-9])\b|font-size\s*:\s*(?:[3-9]\d|\d{3,})px")
-_COMMENT_IN_WORD_RE = re.compile(r"\w<!--[^>]{0,40}-->\w")
+_LARGE_FONT_RES = tuple(map(re.compile, (r"<font[^>]+size\s*=\s*[\"']?(?:\+[2-9]|[5-9])\b",
+                                         r"font-size\s*:\s*(?:[3-9]\d|\d{3,})px")))
 _ESCAPED_URL_RE = re.compile(r"%[0-9a-f]{2}.*%[0-9a-f]{2}", re.IGNORECASE)  # a URL that hides its letters
 _ANCHOR_OPEN_RE = re.compile(r"<a\s[^>]*?href\s*=\s*[\"']?([^\"'\s>]+)[^>]*>")  # on lower-cased markup
 _DOMAINISH_RE = re.compile(r"(?:https?://)?(?:[a-z0-9-]+\.)+[a-z]{2,6}\b")
@@ -162,11 +166,11 @@ def _markup(ex: Extracted, hits: list[str]) -> None:
         hits.append("html_images_little_text")
     if low.count("<") > 8 * max(ex.html_text.count(" ") + 1, 1):
         hits.append("html_tag_heavy")
-    if _HIDDEN_RE.search(low):
+    if any(r.search(low) for r in _HIDDEN_RES):
         hits.append("html_hidden_text")
     if _WHITE_FONT_RE.search(low):
         hits.append("html_white_text")
-    if "<!--" in low and _COMMENT_IN_WORD_RE.search(low):
+    if "<!--" in low and _comment_in_word(low):
         hits.append("html_comment_in_word")
     if "<form" in low:
         hits.append("html_form")
@@ -174,7 +178,7 @@ def _markup(ex: Extracted, hits: list[str]) -> None:
             hits.append("html_form_password")
     if "<script" in low or "javascript:" in low or "onload=" in low or "onmouseover=" in low:
         hits.append("html_script")
-    if _LARGE_FONT_RE.search(low):
+    if any(r.search(low) for r in _LARGE_FONT_RES):
         hits.append("html_font_large")
     if low.count("<font") > 10:
         hits.append("html_many_font_tags")
@@ -182,6 +186,27 @@ def _markup(ex: Extracted, hits: list[str]) -> None:
         hits.append("html_coloured_table")
     if ex.plain_text and ex.html_text:
         _alternative_mismatch(ex, hits)
+
+
+def _comment_in_word(low: str) -> bool:
+    """An HTML comment of at most 40 characters inside a word (``Vi<!-- x -->agra``): what
+    ``\\w<!--[^>]{0,40}-->\\w`` finds, by ``str.find`` from each ``<!--`` (the regex, starting with
+    ``\\w``, was tried at every position of the markup: ~100 us an HTML mail)."""
+    at = low.find("<!--")
+    while at >= 0:
+        if at > 0 and _is_word_char(low[at - 1]):
+            end = low.find(">", at + 4)  # the comment's text holds no ">": its "-->" ends at the first one
+            if end < 0:
+                return False
+            if at + 4 <= end - 2 <= at + 44 and low[end - 2:end] == "--" and end + 1 < len(low) \
+                    and _is_word_char(low[end + 1]):
+                return True
+        at = low.find("<!--", at + 1)
+    return False
+
+
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"  # the regex's \\w
 
 
 def _alternative_mismatch(ex: Extracted, hits: list[str]) -> None:
@@ -266,6 +291,9 @@ def _phrases(text: str) -> list[set[str]]:
     return found
 
 
+_ODD_WORDS = _native.OddWords(sorted(BAIT_WORDS)) if _native is not None else None
+
+
 @dataclass(slots=True)
 class OddWords:
     money: int = 0  # distinct amounts: $12
@@ -275,6 +303,14 @@ class OddWords:
 
 
 def _odd_words(text: str) -> OddWords:
+    """``_odd_words_py`` in Rust for ASCII text (most folded text): the Python loop over the words
+    was a seventh of the scoring time."""
+    if _ODD_WORDS is not None and (counts := _ODD_WORDS.scan(text)) is not None:
+        return OddWords(*counts)
+    return _odd_words_py(text)
+
+
+def _odd_words_py(text: str) -> OddWords:
     """One pass over the distinct words that are not plain letters (a regex per rule over the whole
     text cost ~2 us per 100 characters each; plain words are dropped in C by ``filterfalse(isalpha)``)."""
     out = OddWords()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.spam import _native, classifier, lsh, mime, normalize, textprints, urls
+from streams.spam import _native, classifier, lsh, mime, normalize, rules, textprints, urls
 from streams.spam.classifier import NativeTokenClassifier, TokenClassifier, extra_tokens
 from streams.spam.fingerprint import words
 from streams.spam.scoring import Report, SpamFilter, clear_caches
@@ -80,6 +80,22 @@ def test_text_prints_are_the_python_ones(corpus: list[tuple[str, bool, bytes]]) 
         assert native.hashes == reference.hashes, name
         assert native.signature == reference.signature, name
         assert [native.tokens[i] for i in (0, -1)] == [reference.tokens[i] for i in (0, -1)]
+
+
+def test_odd_words_are_counted_as_python_counts_them(corpus: list[tuple[str, bool, bytes]]) -> None:
+    """The obfuscation rules' word counts (amounts, percentages, m0rtgage, v1agra) on every mail, and edge cases."""
+    texts = [ex.subject + " " + ex.text[:rules.RULES_TEXT_CHARS] for ex in (normalize.extract(raw) for _, _, raw in corpus)]
+    texts += ["", "$5 $5, $5. 50% 50%! v1agra m0rtgage1 (v!agra) me.ds -c|al1s- 12345 ab1 a\x1cv1agra\x1f$9",
+              "x" * 30 + "v1agra", "rx_ ma1l _rx_ l0an$ $ % $% 5%5"]
+    ascii_texts = 0
+    for text in texts:
+        native = rules._ODD_WORDS.scan(text) if rules._ODD_WORDS is not None else None
+        if native is None:
+            assert not text.isascii()
+            continue
+        ascii_texts += 1
+        assert rules.OddWords(*native) == rules._odd_words_py(text), text[:80]
+    assert ascii_texts > 5000
 
 
 def test_html_parts_strip_as_the_regexes_do(corpus: list[tuple[str, bool, bytes]]) -> None:

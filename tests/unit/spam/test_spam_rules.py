@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from spam_helpers import CORPUS, corpus_dir, html_mail
 
-from streams.spam import base, base_build, combine
+from streams.spam import base, base_build, combine, rules
 from streams.spam.classifier import STORE_HEADERS, header_tokens
 from streams.spam.normalize import extract
 from streams.spam.rules import rule_hits
@@ -167,3 +168,23 @@ def test_an_administrator_can_switch_off_a_rule_or_a_group_of_rules() -> None:
     assert not no_markup & {"html", "html_hidden_text", "html_only"} and "url_ip_host" in no_markup
     off = SpamFilter(SpamSettings(disabled_rules=["structure", "url_ip_host"])).score(poisoned_pharmacy())
     assert off.score < SpamFilter().score(poisoned_pharmacy()).score
+
+
+@pytest.mark.parametrize("low", [
+    "vi<!-- x -->agra", "vi<!---->agra", "vi<!-->agra", "vi<!--->agra", "vi<!-- x -->", "<!-- x -->agra", " <!-- x --> a",
+    "a<!--" + "x" * 40 + "-->b", "a<!--" + "x" * 41 + "-->b", "a<!-- > -->b", "x <!--a<!--b-->c", "a<!--b", "é<!--x-->ü",
+    "_<!--x-->_", "a<!--x--->b", "a<!--x-- >b", "a<!--x-->",
+])
+def test_a_comment_inside_a_word_is_found_as_the_regex_finds_it(low: str) -> None:
+    assert rules._comment_in_word(low) == bool(re.search(r"\w<!--[^>]{0,40}-->\w", low))
+
+
+def test_comments_in_words_on_the_corpus_as_the_regex_finds_them() -> None:
+    regex = re.compile(r"\w<!--[^>]{0,40}-->\w")
+    found = 0
+    for folder in ("spam", "spam_2", "hard_ham"):
+        for path in sorted(corpus_dir(folder).iterdir()):
+            low = " ".join(extract(path.read_bytes()).markup).lower()
+            assert rules._comment_in_word(low) == bool(regex.search(low)), path.name
+            found += rules._comment_in_word(low)
+    assert found > 10

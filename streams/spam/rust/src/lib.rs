@@ -7,6 +7,7 @@ mod header;
 mod lsh;
 mod markup;
 mod mixhash;
+mod oddwords;
 mod table;
 mod text;
 mod urls;
@@ -234,6 +235,29 @@ impl UrlForms {
     }
 }
 
+/// `rules._odd_words` on ASCII text, with the bait words it looks for.
+#[pyclass(frozen, module = "streams.spam._native")]
+struct OddWords {
+    bait: std::collections::HashSet<Vec<u8>>,
+}
+
+#[pymethods]
+impl OddWords {
+    #[new]
+    fn new(bait: Vec<String>) -> Self {
+        Self { bait: bait.into_iter().map(String::into_bytes).collect() }
+    }
+
+    /// (amounts, percentages, mixed words, a disguised bait word) of ASCII text; None for other text.
+    fn scan(&self, text: &str) -> Option<(u32, u32, u32, bool)> {
+        if !text.is_ascii() {
+            return None;
+        }
+        let c = oddwords::odd_words(text.as_bytes(), &self.bait);
+        Some((c.money, c.percent, c.mixed, c.disguised_bait))
+    }
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(text_prints, m)?)?;
@@ -247,5 +271,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TokenCounts>()?;
     m.add_class::<SignatureIndex>()?;
     m.add_class::<UrlForms>()?;
+    m.add_class::<OddWords>()?;
     Ok(())
 }
