@@ -13,13 +13,18 @@ from aiosmtpd.smtp import Envelope, Session
 
 from core.kafka import KafkaUnavailable
 from core.logging import get_logger
+from prometheus_client import Counter
+
 from core.metrics import LATENCY, MAILS, REJECTIONS
 from core.publish import Publisher
 from ingress.smtp.events import mail_received, sender, smtp_rejected
 from ingress.smtp.filters import Chain, Check, Client, Stage, Transaction, Verdict, reject, tempfail
 from ingress.smtp.filters.relay import RelayControl, relay_verdict
+from ingress.smtp.retries import RecentAccepts, retry_key
 
 log = get_logger("smtp-server")
+RETRIES = Counter("mailgate_smtp_retries_answered_total",
+                  "Retries of mail already accepted, answered 250 without storing a second copy")
 
 __all__ = ["GatewayHandler", "relay_verdict"]
 
@@ -36,12 +41,13 @@ def _tx(envelope: Envelope) -> Transaction:
 
 class GatewayHandler:
     def __init__(self, publisher: Publisher, chain: Chain, node: str, max_recipients: int, mail_in: str = "mail.in",
-                 rejected: str | None = None) -> None:
+                 rejected: str | None = None, recent: RecentAccepts | None = None) -> None:
         self.publisher = publisher  # MailReceived to ``mail_in`` (awaited); SmtpRejected to ``rejected`` (not)
         self.mail_in, self.rejected = mail_in, rejected
         self.chain = chain
         self.node = node
         self.max_recipients = max_recipients
+        self.recent = recent  # retries of accepted mail answered from here (None: every copy is stored)
         relay = chain.named("relay")
         self.relay = relay if isinstance(relay, RelayControl) else None
         # the labelled series of every accepted mail, looked up once (labels() hashes and locks)
@@ -102,6 +108,29 @@ class GatewayHandler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        key = None
+        if self.recent is not None:
+            key = retry_key(_client(session).ip, sender(envelope.mail_from), envelope.rcpt_tos,
+                            envelope.original_content or b"")
+            if key is not None and (first := await self.recent.claim(key)) is not None:
+                _tx(envelope).accepted = True
+                RETRIES.inc()
+                log.info("a retry of an accepted mail: not stored again", mail_id=first, peer=_client(session).ip)
+                return f"250 2.0.0 Ok: queued as {first} (already accepted)"
+        mail_id = None
+        try:
+            mail_id = await self._accept(envelope, session)
+        finally:
+            if key is not None and self.recent is not None:
+                self.recent.published(key, mail_id)
+        if mail_id is None:
+            verdict = tempfail("queue", 451, "4.3.0", "Temporary failure: the mail queue is unavailable, try again later")
+            _tx(envelope).verdicts.append(verdict.at(Stage.DATA, None))
+            return verdict.reply
+        return f"250 2.0.0 Ok: queued as {mail_id}"
+
+    async def _accept(self, envelope: Envelope, session: Session) -> str | None:
+        """Publish the mail; its id once the broker has it, None when Kafka did not take it."""
         event = mail_received(envelope, session, self.node)
         mail_id = event.mail_id
         started = time.monotonic()
@@ -110,15 +139,13 @@ class GatewayHandler:
         except (KafkaUnavailable, TimeoutError) as exc:
             log.warning("not accepted: kafka unavailable", mail_id=mail_id, error=str(exc))
             REJECTIONS.labels("smtp-server", "queue").inc()
-            verdict = tempfail("queue", 451, "4.3.0", "Temporary failure: the mail queue is unavailable, try again later")
-            _tx(envelope).verdicts.append(verdict.at(Stage.DATA, None))
-            return verdict.reply
+            return None
         _tx(envelope).accepted = True
         self._accept_latency.observe(time.monotonic() - started)  # DATA end to broker ack
         self._accepted.inc()
         log.debug("accepted", mail_id=mail_id, mail_from=event.mail_from,
                   rcpt=len(event.rcpt_to), size=event.size, peer=event.client_address)
-        return f"250 2.0.0 Ok: queued as {mail_id}"
+        return mail_id
 
     def _refuse(self, session: Session, verdict: Verdict, address: str) -> str:
         REJECTIONS.labels("smtp-server", verdict.filter).inc()

@@ -24,6 +24,7 @@ from ingress.smtp.engine import SmtpEngine
 from ingress.smtp.filters import build_chain
 from ingress.smtp.filters.greylist import Expiry
 from ingress.smtp.greylist_kafka import GreylistSync
+from ingress.smtp.retries import RecentAccepts
 from ingress.smtp.handler import GatewayHandler
 from ingress.smtp.protocol import ConnectionTracker
 from ingress.smtp.tls import server_context
@@ -114,7 +115,9 @@ async def _serve(settings: Settings, producer: AsyncProducer, greylist: Greylist
     loop = asyncio.get_running_loop()
     publisher = Publisher.on(producer, default_codec(), loop)  # the loop handed to each send: no lookup per mail
     auth_offered = bool(cfg.auth.users)
-    handler = GatewayHandler(publisher, chain, settings.node, cfg.max_recipients, names.mail_in, names(SMTP_REJECTED))
+    recent = RecentAccepts(cfg.limits.retry_window_s) if cfg.limits.retry_window_s > 0 else None
+    handler = GatewayHandler(publisher, chain, settings.node, cfg.max_recipients, names.mail_in, names(SMTP_REJECTED),
+                             recent)
     tls = server_context(cfg.tls, settings.hostname, settings.home) if cfg.tls.starttls or cfg.tls.port else None
     tracker = ConnectionTracker(-(-cfg.limits.max_connections // cfg.listeners), cfg.limits.max_connections_per_ip)
     authenticator = Authenticator(cfg.auth.users) if auth_offered else None

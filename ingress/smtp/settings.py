@@ -65,6 +65,10 @@ class SmtpLimitSettings(_SmtpListSplitter):
     max_connections: int = Field(default=1000, ge=1, description="Concurrent connections of the node.")
     max_connections_per_ip: int = Field(default=50, ge=1, description="Concurrent connections per client IP.")
     idle_timeout_s: float = Field(default=300.0, gt=0, description="Silence from the client before 421 and close.")
+    retry_window_s: float = Field(
+        default=600.0, ge=0,
+        description="A client's retry of a mail accepted this recently (same client, envelope, Message-ID and body) "
+                    "gets 250 with the first copy's id and is not stored twice; 0: every copy is stored.")
 
 
 class RelayFilterSettings(_SmtpListSplitter):

@@ -143,3 +143,21 @@ def test_auth_login_and_cancel_by_hand(smtp_server: StartServer) -> None:
         s.command("AUTH PLAIN x", 503)
         s.command("MAIL FROM:<carol@example.com>", 250)
         s.command("RCPT TO:<friend@elsewhere.test>", 250)  # relaying for an authenticated user
+
+
+async def test_a_retry_of_an_accepted_mail_is_answered_250_and_stored_once(smtp_server: StartServer) -> None:
+    """A sender that lost our 250 sends the mail again: same client, envelope, Message-ID and body."""
+    srv = smtp_server()
+    raw = b"From: a@outside.test\r\nTo: b@example.com\r\nMessage-ID: <retry-1@outside.test>\r\nSubject: hi\r\n\r\nhello\r\n"
+    replies = []
+    for body in (raw, raw, raw.replace(b"hello", b"hello again")):
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=srv.port, start_tls=False, local_hostname="client.test")
+        await client.connect()
+        _, message = await client.sendmail("sender@outside.test", ["rcpt@example.com"], body)
+        replies.append(message)
+        await client.quit()
+    first_id = re.search(r"queued as (\S+)", replies[0]).group(1)  # type: ignore[union-attr]
+    assert re.search(r"queued as (\S+)", replies[1]).group(1) == first_id  # type: ignore[union-attr]
+    assert "already accepted" in replies[1] and "already accepted" not in replies[2]
+    ids = [m.value["mail_id"] for m in srv.mail_in()]
+    assert len(ids) == 2 and ids.count(first_id) == 1  # the retry was not stored; the changed body was
